@@ -1,0 +1,190 @@
+"""Audio loading and MT3's framing: 16 kHz mono float32, 128-sample frames, fixed-length segments.
+
+Loading reads anything libsndfile decodes (wav, flac, ogg/vorbis, opus, mp3, aiff, ...), averages the
+channels to mono, then resamples to 16 kHz with soxr's very-high-quality filter. MT3 resampled with
+librosa (``kaiser_best`` in its era; ``soxr_hq`` today), so 44.1/48 kHz sources give spectrograms that
+differ from MT3's in the last digits; 16 kHz files are bit-exact (samples = int16 / 32768).
+
+Framing follows spec §1.2: the audio is zero-padded by 128 - (N mod 128) samples (always 1..128) and
+cut into 128-sample frames at 125 frames/s; segments are consecutive runs of ``segment_frames`` frames
+(256 for ``mt3``, 512 for ``ismir2021``), the last one shorter. The log-mel of a segment is computed
+from that segment's samples only (mt3.spectrogram).
+
+This module is NumPy only, so token and scoring code can use its constants without importing JAX.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+SAMPLE_RATE = 16000
+HOP_SAMPLES = 128
+FFT_SIZE = 2048
+NUM_MEL_BINS = 512
+MEL_LOW_HZ = 20.0
+MEL_HIGH_HZ = 7600.0
+LOG_FLOOR = 1e-5  # values <= 0 become this before the log; small positive values are kept
+FRAMES_PER_SECOND = SAMPLE_RATE / HOP_SAMPLES
+assert FRAMES_PER_SECOND == 125.0
+
+
+class AudioError(ValueError):
+    """Audio that is missing, empty, corrupt or in a format libsndfile cannot decode."""
+
+
+@dataclasses.dataclass(frozen=True)
+class AudioConfig:
+    """The encoder's input geometry; every other front-end number is a module constant."""
+
+    segment_frames: int = 256
+
+    def __post_init__(self):
+        if self.segment_frames < 1:
+            raise AudioError(f"segment_frames must be positive, got {self.segment_frames}")
+
+    @property
+    def segment_samples(self) -> int:
+        return self.segment_frames * HOP_SAMPLES
+
+    @property
+    def segment_seconds(self) -> float:
+        return self.segment_frames / FRAMES_PER_SECOND
+
+
+AUDIO_CONFIGS = {"mt3": AudioConfig(256), "ismir2021": AudioConfig(512)}
+
+
+def get_audio_config(name: str) -> AudioConfig:
+    """The named front-end configuration ('mt3': 256-frame segments, 'ismir2021': 512)."""
+    try:
+        return AUDIO_CONFIGS[name]
+    except KeyError:
+        raise AudioError(
+            f"unknown audio config {name!r}; choose one of {', '.join(AUDIO_CONFIGS)}"
+        ) from None
+
+
+def num_frames(num_samples: int) -> int:
+    """Frames MT3 makes of ``num_samples`` samples: the padding always adds one partial frame."""
+    return num_samples // HOP_SAMPLES + 1
+
+
+def num_segments(num_samples: int, segment_frames: int) -> int:
+    return -(-num_frames(num_samples) // segment_frames)
+
+
+def segment_start_times(num_samples: int, segment_frames: int) -> np.ndarray:
+    """float64 [segments]: first frame index / 125 of each segment (not rounded to 10 ms)."""
+    first_frames = np.arange(num_segments(num_samples, segment_frames)) * segment_frames
+    return first_frames / FRAMES_PER_SECOND
+
+
+def pad_to_frames(samples: np.ndarray) -> np.ndarray:
+    """Zero-pad [..., N] samples by 128 - N mod 128, as MT3's ``_audio_to_frames`` does."""
+    pad = HOP_SAMPLES - samples.shape[-1] % HOP_SAMPLES
+    widths = [(0, 0)] * (samples.ndim - 1) + [(0, pad)]
+    return np.pad(samples, widths)
+
+
+def split_segments(samples: np.ndarray, segment_frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cut mono samples into zero-padded segments.
+
+    Returns:
+      segments: float32 [S, segment_frames * 128], the last one zero-padded at the end;
+      num_valid_frames: int32 [S], frames of real (framed) audio in each segment.
+    """
+    samples = pad_to_frames(np.asarray(samples, dtype=np.float32).reshape(-1))
+    frames = samples.shape[0] // HOP_SAMPLES
+    count = -(-frames // segment_frames)
+    segment_samples = segment_frames * HOP_SAMPLES
+    padded = np.zeros(count * segment_samples, dtype=np.float32)
+    padded[: samples.shape[0]] = samples
+    valid = np.full(count, segment_frames, dtype=np.int32)
+    valid[-1] = frames - (count - 1) * segment_frames
+    return padded.reshape(count, segment_samples), valid
+
+
+# ----------------------------------------------------------------------------------------------
+# Loading
+
+
+def _open(path: Path):
+    import soundfile
+
+    if not path.exists():
+        raise AudioError(f"{path}: no such audio file")
+    if path.is_dir():
+        raise AudioError(f"{path}: is a folder, not an audio file")
+    if path.stat().st_size == 0:
+        raise AudioError(f"{path}: file is empty (0 bytes)")
+    try:
+        return soundfile.SoundFile(str(path))
+    except Exception as error:  # libsndfile reports corrupt and unknown formats alike
+        reason = str(error).split(":")[-1].strip() or type(error).__name__
+        raise AudioError(
+            f"{path}: cannot decode audio ({reason}); use wav, flac, ogg or mp3, "
+            "or convert the file with ffmpeg"
+        ) from None
+
+
+def audio_info(path: str | os.PathLike) -> tuple[int, float]:
+    """(native sample rate, duration in seconds) without decoding the samples."""
+    path = Path(path)
+    with _open(path) as f:
+        return f.samplerate, f.frames / f.samplerate
+
+
+def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Decode a whole file to mono float32 at ``sample_rate`` (channel mean, then soxr VHQ).
+
+    Raises AudioError naming the file when it is missing, empty, corrupt or unsupported.
+    """
+    chunks = list(stream_audio(path, sample_rate=sample_rate))
+    samples = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+    if samples.size == 0:
+        raise AudioError(f"{Path(path)}: contains no audio samples")
+    return samples
+
+
+def stream_audio(
+    path: str | os.PathLike,
+    *,
+    sample_rate: int = SAMPLE_RATE,
+    block_seconds: float = 60.0,
+) -> Iterator[np.ndarray]:
+    """Decode a file block by block: mono float32 chunks at ``sample_rate``.
+
+    Memory stays bounded by one block however long the file is. Resampling runs as one continuous
+    soxr stream, so the concatenated chunks equal a whole-file resample.
+    """
+    import soxr
+
+    path = Path(path)
+    with _open(path) as f:
+        native_rate = f.samplerate
+        if f.frames == 0:
+            raise AudioError(f"{path}: contains no audio samples")
+        resampler = None
+        if native_rate != sample_rate:
+            resampler = soxr.ResampleStream(native_rate, sample_rate, 1, dtype="float32", quality="VHQ")
+        block = max(1, int(block_seconds * native_rate))
+        while True:
+            try:
+                data = f.read(block, dtype="float32", always_2d=True)
+            except Exception as error:
+                raise AudioError(f"{path}: audio data is corrupt ({error})") from None
+            last = data.shape[0] < block
+            mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
+            if not np.all(np.isfinite(mono)):
+                raise AudioError(f"{path}: audio contains NaN or infinite samples")
+            if resampler is not None:
+                mono = resampler.resample_chunk(mono, last=last)
+            if mono.size:
+                yield np.ascontiguousarray(mono, dtype=np.float32)
+            if last:
+                break
