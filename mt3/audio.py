@@ -1,14 +1,15 @@
 """Audio loading and MT3's framing: 16 kHz mono float32, 128-sample frames, fixed-length segments.
 
-Loading reads anything libsndfile decodes (wav, flac, ogg/vorbis, opus, mp3, aiff, ...), averages the
-channels to mono, then resamples to 16 kHz with soxr's very-high-quality filter. MT3 resampled with
-librosa (``kaiser_best`` in its era; ``soxr_hq`` today), so 44.1/48 kHz sources give spectrograms that
-differ from MT3's in the last digits; 16 kHz files are bit-exact (samples = int16 / 32768).
+Loading reads anything libsndfile decodes (wav, flac, ogg/vorbis, opus, mp3, aiff, ...),
+averages the channels to mono, then resamples to 16 kHz with soxr's very-high-quality filter. MT3
+resampled with librosa (``kaiser_best`` in its era; ``soxr_hq`` today), so 44.1/48 kHz sources
+give spectrograms that differ from MT3's in the last digits; 16 kHz files are bit-exact
+(samples = int16 / 32768).
 
-Framing follows spec §1.2: the audio is zero-padded by 128 - (N mod 128) samples (always 1..128) and
-cut into 128-sample frames at 125 frames/s; segments are consecutive runs of ``segment_frames`` frames
-(256 for ``mt3``, 512 for ``ismir2021``), the last one shorter. The log-mel of a segment is computed
-from that segment's samples only (mt3.spectrogram).
+Framing follows spec §1.2: the audio is zero-padded by 128 - (N mod 128) samples (always
+1..128) and cut into 128-sample frames at 125 frames/s; segments are consecutive runs of
+``segment_frames`` frames (256 for ``mt3``, 512 for ``ismir2021``), the last one shorter. The
+log-mel of a segment is computed from that segment's samples only (mt3.spectrogram).
 
 This module is NumPy only, so token and scoring code can use its constants without importing JAX.
 """
@@ -125,7 +126,7 @@ def _open(path: Path):
     try:
         return soundfile.SoundFile(str(path))
     except Exception as error:  # libsndfile reports corrupt and unknown formats alike
-        reason = str(error).split(":")[-1].strip() or type(error).__name__
+        reason = str(error).split(":")[-1].strip().rstrip(".") or type(error).__name__
         raise AudioError(
             f"{path}: cannot decode audio ({reason}); use wav, flac, ogg or mp3, "
             "or convert the file with ffmpeg"
@@ -171,7 +172,9 @@ def stream_audio(
             raise AudioError(f"{path}: contains no audio samples")
         resampler = None
         if native_rate != sample_rate:
-            resampler = soxr.ResampleStream(native_rate, sample_rate, 1, dtype="float32", quality="VHQ")
+            resampler = soxr.ResampleStream(
+                native_rate, sample_rate, 1, dtype="float32", quality="VHQ"
+            )
         block = max(1, int(block_seconds * native_rate))
         while True:
             try:

@@ -117,7 +117,9 @@ class TokenEncoder:
         self._pitch = pitch
         self._is_onset = is_onset
         self._is_drum = is_drum
-        self._program_ids = (first["program"] + map_program(program, config.program_granularity)).tolist()
+        self._program_ids = (
+            first["program"] + map_program(program, config.program_granularity)
+        ).tolist()
         self._velocity_ids = (first["velocity"] + velocity_bin).tolist()
         self._pitch_ids = np.where(is_drum, first["drum"] + pitch, first["pitch"] + pitch).tolist()
         self._drum_list = is_drum.tolist()
@@ -176,7 +178,11 @@ class TokenEncoder:
         shift_base = vocab.first_id["shift"]
         previous_step = first_step
         steps, drums = self._step_list, self._drum_list
-        program_ids, velocity_ids, pitch_ids = self._program_ids, self._velocity_ids, self._pitch_ids
+        program_ids, velocity_ids, pitch_ids = (
+            self._program_ids,
+            self._velocity_ids,
+            self._pitch_ids,
+        )
         keep_programs = self._keep_programs
         for event in range(begin, stop):
             step = steps[event]
@@ -202,7 +208,7 @@ class TokenEncoder:
 
 
 def _check_notes(notes: Notes) -> None:
-    """MT3's ``validate_note_sequence`` plus range checks; raise EncodingError on the first bad note."""
+    """MT3's ``validate_note_sequence`` plus range checks; the error names the first bad note."""
     bad = np.flatnonzero(
         (notes.start >= notes.end)
         | (notes.velocity <= 0)
@@ -281,7 +287,9 @@ class _NoteDecoder:
         self.notes: list[tuple[int, int, int, int, int, bool]] = []
 
     def add(self, start, end, pitch, velocity, program, is_drum=False):
-        self.notes.append((start, max(end, start + MIN_NOTE_STEPS), pitch, velocity, program, is_drum))
+        self.notes.append(
+            (start, max(end, start + MIN_NOTE_STEPS), pitch, velocity, program, is_drum)
+        )
 
     def event(self, step: int, event_type: str, value: int) -> bool:
         """Apply one non-shift event at ``step``; False if MT3 would count it invalid."""
@@ -350,7 +358,9 @@ def segment_tokens_to_notes(
     """
     vocab = vocabulary(vocab)
     decoder = _NoteDecoder(vocab)
-    ordered = sorted(((start_time_to_step(t), list(ids)) for t, ids in segments), key=lambda s: s[0])
+    ordered = sorted(
+        ((start_time_to_step(t), list(ids)) for t, ids in segments), key=lambda s: s[0]
+    )
     invalid = dropped = 0
     types = EVENT_TYPES
     for index, (start_step, ids) in enumerate(ordered):

@@ -1,10 +1,11 @@
 """Notes as a struct of arrays, MIDI and JSON input/output, and MT3's sustain-pedal rule.
 
-MIDI is parsed with pretty_midi, the parser behind note-seq's ``midi_file_to_note_sequence``, so notes
-come out in the same order MT3 sees them (instrument by instrument, in pretty_midi's order), which
-matters for token order when two notes share a time, pitch and program. The sustain pedal (CC64 >= 64
-is down) is applied per MIDI instrument the way note-seq's ``apply_sustain_control_changes`` does it,
-including its corner cases (spec §2.5, golden/codec README behaviour 8):
+MIDI is parsed with pretty_midi, the parser behind note-seq's ``midi_file_to_note_sequence``, so
+notes come out in the same order MT3 sees them (instrument by instrument, in pretty_midi's order),
+which matters for token order when two notes share a time, pitch and program. The sustain pedal
+(CC64 >= 64 is down) is applied per MIDI instrument the way note-seq's
+``apply_sustain_control_changes`` does it, including its corner cases (spec §2.5, golden/codec
+README behaviour 8):
 
 - a note released while the pedal is down lasts until the pedal goes up, or until the same pitch is
   struck again on that instrument, whichever is first;
@@ -340,7 +341,9 @@ def notes_to_pretty_midi(notes: Notes):
         group = notes.select(mask).sorted()
         for s, e, p, v in zip(group.start, group.end, group.pitch, group.velocity):
             track.notes.append(
-                pretty_midi.Note(velocity=int(max(v, 1)), pitch=int(p), start=float(s), end=float(e))
+                pretty_midi.Note(
+                    velocity=int(max(v, 1)), pitch=int(p), start=float(s), end=float(e)
+                )
             )
         midi.instruments.append(track)
     return midi
@@ -349,8 +352,8 @@ def notes_to_pretty_midi(notes: Notes):
 def write_midi(notes: Notes, path: str | os.PathLike) -> None:
     """Write a type-1 MIDI file (120 bpm, 480 ticks per quarter) atomically.
 
-    Each (program, is_drum) gets its own track and program change; pretty_midi gives drums channel 10
-    and spreads the other tracks over the remaining channels.
+    Each (program, is_drum) gets its own track and program change; pretty_midi gives drums
+    channel 10 and spreads the other tracks over the remaining channels.
     """
     import io
 

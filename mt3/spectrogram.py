@@ -2,8 +2,9 @@
 
 Per segment of ``L`` frames (``L * 128`` samples, zero-padded past the audio's end):
 
-1. STFT frame ``i`` is samples ``[128 i, 128 i + 2048)`` of the segment's own samples, zero-padded at
-   the end (TF's ``stft(pad_end=True)``: no centering, and the next segment's audio is not seen);
+1. STFT frame ``i`` is samples ``[128 i, 128 i + 2048)`` of the segment's own samples,
+   zero-padded at the end (TF's ``stft(pad_end=True)``: no centering, and the next segment's
+   audio is not seen);
 2. periodic Hann window, 2048-point real FFT, magnitude (not power): 1025 bins;
 3. 512 triangular HTK-mel bands from 20 to 7600 Hz with peak 1 and no area normalisation, the DC bin
    ignored (TF's ``linear_to_mel_weight_matrix``);
@@ -22,6 +23,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+from tqdm import tqdm
 
 from mt3.audio import (
     FFT_SIZE,
@@ -126,7 +128,7 @@ log_mel_jit = jax.jit(log_mel)
 
 
 def audio_to_features(
-    samples: np.ndarray, config: AudioConfig, *, batch_size: int = 64
+    samples: np.ndarray, config: AudioConfig, *, batch_size: int = 64, progress: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Encoder inputs for a whole recording, computed in fixed-size batches.
 
@@ -135,6 +137,7 @@ def audio_to_features(
       config: segment geometry.
       batch_size: segments per jitted call (the last batch is zero-padded, so one compilation
         serves the whole file).
+      progress: show a progress bar in seconds of audio (stderr).
 
     Returns:
       inputs: float32 [S, L, 512]; start_times: float64 [S] (first frame / 125);
@@ -144,6 +147,13 @@ def audio_to_features(
     count = segments.shape[0]
     batch = min(batch_size, count)
     outputs = []
+    bar = tqdm(
+        total=round(samples.size / SAMPLE_RATE, 1),
+        unit="s audio",
+        disable=not progress or count <= batch,
+        bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s audio [{elapsed}<{remaining}]",
+    )
+    seconds_per_segment = config.segment_seconds
     for begin in range(0, count, batch):
         chunk = segments[begin : begin + batch]
         chunk_valid = valid[begin : begin + batch]
@@ -152,5 +162,7 @@ def audio_to_features(
             chunk = np.concatenate([chunk, np.zeros((batch - real, chunk.shape[1]), np.float32)])
             chunk_valid = np.concatenate([chunk_valid, np.zeros(batch - real, np.int32)])
         outputs.append(np.asarray(log_mel_jit(chunk, chunk_valid))[:real])
+        bar.update(min(real * seconds_per_segment, bar.total - bar.n))
+    bar.close()
     start_times = np.arange(count) * config.segment_frames / (SAMPLE_RATE / HOP_SAMPLES)
     return np.concatenate(outputs), start_times, valid

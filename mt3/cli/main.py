@@ -1,0 +1,66 @@
+"""The ``mt3`` console script: one subcommand per module in this package."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from mt3.cli import features, score, tokens
+
+COMMANDS = (tokens, features, score)
+
+DESCRIPTION = """\
+mt3: multi-instrument music transcription (MT3) in JAX.
+
+Commands:
+  tokens    the per-segment training targets MT3 builds from a MIDI file
+  features  the log-mel encoder inputs MT3 computes from an audio file
+  score     MT3's transcription metrics for reference vs. estimated MIDI
+
+Run `mt3 COMMAND --help` for a command's options and examples.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mt3", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in COMMANDS:
+        module.register(subparsers)
+    return parser
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Errors caused by bad input: reported in one line, exit status 2."""
+    from mt3.audio import AudioError
+    from mt3.events import EncodingError
+    from mt3.metrics import ScoreInputError
+    from mt3.notes import MidiError, NotesError
+    from mt3.vocab import VocabError
+
+    return (AudioError, EncodingError, ScoreInputError, MidiError, NotesError, VocabError, OSError)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except BrokenPipeError:  # e.g. `mt3 tokens x.mid | head`: the reader left; not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except user_errors() as error:
+        message = (
+            str(error) if not isinstance(error, OSError) else f"{error.filename}: {error.strerror}"
+        )
+        print(f"mt3 {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"mt3 {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""`mt3 tokens`: the per-segment training targets MT3 would build for a MIDI file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+EPILOG = """\
+examples:
+  mt3 tokens song.mid                       readable tokens, mt3 vocabulary
+  mt3 tokens song.mid --vocab ismir2021 --json > targets.json
+  mt3 tokens song.mid --duration 30 --json -o targets.json
+
+The audio length decides the segments: --duration seconds of 16 kHz audio (default: the MIDI's end
+after the sustain pedal) make round(S*16000)//128 + 1 frames, cut into 256-frame (mt3) or
+512-frame (ismir2021) segments. JSON: {"vocab", "duration", "segments": [{"start_time", "tokens"}]},
+tokens are model ids (codec index + 3) ending with EOS = 1.
+"""
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "tokens",
+        help="MIDI -> MT3 training target tokens per segment",
+        description=__doc__.split(": ", 1)[1],
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("midi", help="a .mid/.midi file (sustain pedal is applied)")
+    parser.add_argument("--vocab", default="mt3", choices=["mt3", "ismir2021"])
+    parser.add_argument("--duration", type=float, help="audio length in seconds")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a listing")
+    parser.add_argument("-o", "--out", help="write the JSON to this file instead of stdout")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> None:
+    from mt3.atomic import atomic_write_text
+    from mt3.audio import SAMPLE_RATE, get_audio_config
+    from mt3.events import EncodingError, notes_to_segment_tokens
+    from mt3.notes import read_midi
+    from mt3.vocab import vocabulary
+
+    midi = read_midi(args.midi)
+    duration = midi.end_time if args.duration is None else args.duration
+    if not duration >= 0:
+        raise EncodingError(f"--duration must be a non-negative number of seconds, got {duration}")
+    segments = notes_to_segment_tokens(
+        midi.notes,
+        args.vocab,
+        num_samples=round(duration * SAMPLE_RATE),
+        segment_frames=get_audio_config(args.vocab).segment_frames,
+    )
+    payload = {
+        "vocab": args.vocab,
+        "duration": duration,
+        "segments": [{"start_time": s.start_time, "tokens": s.tokens} for s in segments],
+    }
+    if args.out:
+        atomic_write_text(args.out, json.dumps(payload) + "\n")
+    elif args.json:
+        print(json.dumps(payload))
+    else:
+        vocab = vocabulary(args.vocab)
+        print(f"{args.midi}: {len(midi.notes)} notes, {duration:.3f} s, {len(segments)} segments")
+        for segment in segments:
+            words = " ".join(vocab.describe(t).replace(" ", "=") for t in segment.tokens)
+            print(f"{segment.start_time:8.3f}s {len(segment.tokens):4d} | {words}")
