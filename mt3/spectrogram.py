@@ -84,18 +84,39 @@ def _mel_groups() -> tuple[tuple[int, int, np.ndarray], ...]:
     return tuple(groups)
 
 
-def _frame(segments: jax.Array, num_frames: int) -> jax.Array:
-    """[..., L*128] samples -> [..., L, 2048] analysis frames (hop 128, zero-padded end)."""
-    pad = [(0, 0)] * (segments.ndim - 1) + [(0, FFT_SIZE - HOP_SAMPLES)]
-    padded = jnp.pad(segments, pad)
-    hops = padded.reshape(*segments.shape[:-1], num_frames + FRAMES_PER_FFT - 1, HOP_SAMPLES)
-    return jnp.concatenate(
-        [hops[..., k : k + num_frames, :] for k in range(FRAMES_PER_FFT)], axis=-1
+def _windowed_frames(segment: jax.Array, num_frames: int) -> jax.Array:
+    """[L*128] samples -> [L, 2048] Hann-windowed analysis frames (hop 128, zero-padded end).
+
+    Frame i is hops i..i+15 stacked; stacking along a new axis and multiplying by the window
+    fuses into one pass over the 16x-expanded frames.
+    """
+    padded = jnp.pad(segment, (0, FFT_SIZE - HOP_SAMPLES))
+    hops = padded.reshape(num_frames + FRAMES_PER_FFT - 1, HOP_SAMPLES)
+    stacked = jnp.stack([hops[k : k + num_frames] for k in range(FRAMES_PER_FFT)], axis=1)
+    window = jnp.asarray(periodic_hann(), jnp.float32).reshape(FRAMES_PER_FFT, HOP_SAMPLES)
+    return (stacked * window).reshape(num_frames, FFT_SIZE)
+
+
+def _segment_log_mel(segment: jax.Array) -> jax.Array:
+    """[L*128] samples of one segment -> [L, 512] log-mel (every row)."""
+    num_frames = segment.shape[-1] // HOP_SAMPLES
+    spectrum = jnp.fft.rfft(_windowed_frames(segment, num_frames), n=FFT_SIZE, axis=-1)
+    magnitude = jnp.sqrt(spectrum.real**2 + spectrum.imag**2)
+    mel = jnp.concatenate(
+        [
+            jnp.matmul(magnitude[:, low:high], weights, precision=jax.lax.Precision.HIGHEST)
+            for low, high, weights in _mel_groups()
+        ],
+        axis=-1,
     )
+    return jnp.log(jnp.where(mel > 0, mel, LOG_FLOOR))
 
 
 def log_mel(segments: jax.Array, num_valid_frames: jax.Array | None = None) -> jax.Array:
     """MT3's encoder input for a batch of segments.
+
+    Segments are processed one after another (``lax.map``): a segment's 2 MB of analysis frames
+    stays in cache, which makes a batch faster than vectorising over it.
 
     Args:
       segments: float32 [..., L * 128] samples of each segment (zero past the audio's end).
@@ -106,17 +127,10 @@ def log_mel(segments: jax.Array, num_valid_frames: jax.Array | None = None) -> j
       float32 [..., L, 512] log-mel features.
     """
     segments = jnp.asarray(segments, jnp.float32)
-    num_frames = segments.shape[-1] // HOP_SAMPLES
-    frames = _frame(segments, num_frames) * jnp.asarray(periodic_hann(), jnp.float32)
-    magnitude = jnp.abs(jnp.fft.rfft(frames, n=FFT_SIZE, axis=-1))
-    mel = jnp.concatenate(
-        [
-            jnp.matmul(magnitude[..., low:high], weights, precision=jax.lax.Precision.HIGHEST)
-            for low, high, weights in _mel_groups()
-        ],
-        axis=-1,
-    )
-    features = jnp.log(jnp.where(mel > 0, mel, LOG_FLOOR))
+    batch_shape, num_samples = segments.shape[:-1], segments.shape[-1]
+    num_frames = num_samples // HOP_SAMPLES
+    flat = segments.reshape(-1, num_samples)
+    features = jax.lax.map(_segment_log_mel, flat).reshape(*batch_shape, num_frames, NUM_MEL_BINS)
     if num_valid_frames is not None:
         rows = jnp.arange(num_frames)
         valid = rows < jnp.asarray(num_valid_frames)[..., None]

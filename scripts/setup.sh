@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Set up mt3 on a fresh Debian/Ubuntu machine: system packages, a virtual environment in .venv,
+# and the project with its pinned dependencies. Safe to run again; it only adds what is missing.
+#   bash scripts/setup.sh            # library + command line + test tools
+#   MT3_EXTRAS=test,bench bash scripts/setup.sh   # also librosa for benchmarks/audio.py
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+EXTRAS=${MT3_EXTRAS:-test}
+
+need_apt=()
+command -v "$PYTHON" >/dev/null 2>&1 || need_apt+=(python3 python3-venv python3-pip)
+if command -v "$PYTHON" >/dev/null 2>&1 && ! "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null; then
+  need_apt+=(python3-venv)
+fi
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "setup: need ${need_apt[*]} but apt-get is not available; install them and re-run" >&2
+    exit 1
+  fi
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  echo "setup: installing system packages: ${need_apt[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
+fi
+
+"$PYTHON" - <<'PY'
+import sys
+if sys.version_info < (3, 11):
+    sys.exit(f"setup: mt3 needs Python 3.11 or newer, found {sys.version.split()[0]}")
+PY
+
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e ".[${EXTRAS}]"
+echo "setup: done. Run the command line as .venv/bin/mt3 (try: .venv/bin/mt3 --help)"
