@@ -1,0 +1,307 @@
+"""MT3's network: a T5.1.1-style encoder-decoder on log-mel frames (spec §5), in Flax NNX.
+
+- Encoder: a bias-free projection of the 512 mel bins, plus fixed sinusoidal positions, then pre-norm
+  blocks of self-attention and a gated-GELU MLP, and a final RMSNorm.
+- Decoder: token embedding plus the same sinusoids, pre-norm blocks of causal self-attention,
+  cross-attention to the encoder and the MLP, a final RMSNorm and an untied logits layer.
+- T5 details kept exactly: RMSNorm (eps 1e-6) with a scale and no bias; no biases anywhere; no
+  1/sqrt(head_dim) in the attention logits (it is folded into the query initialiser); masked logits
+  get a -1e10 bias; GELU is the tanh approximation; sinusoid frequencies use d/2 - 1 in the
+  denominator with the sin and cos halves concatenated.
+
+Module and parameter names follow the T5X checkpoints one to one
+(``encoder/layers_3/attention/query/kernel``), and kernels keep T5X's 2-D ``[in, out]`` layout
+(heads joined), so importing Magenta's checkpoints is a rename. Every parameter carries its logical
+axis names (``embed``, ``joined_kv``, ``mlp``, ``vocab``) for sharding.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from mt3.model.config import ModelConfig
+
+NEG_BIAS = -1e10
+RMS_EPSILON = 1e-6
+MAX_TIMESCALE = 1e4
+
+
+@functools.cache
+def sinusoid_table(max_length: int, features: int) -> np.ndarray:
+    """float32 [max_length, features]: sin(pos * f_i) then cos(pos * f_i),
+    f_i = exp(-ln(1e4) * i / (features/2 - 1)), computed in float64."""
+    half = features // 2
+    frequencies = np.exp(np.arange(half) * -np.log(MAX_TIMESCALE) / (half - 1))
+    angles = np.arange(max_length)[:, None] * frequencies[None, :]
+    return np.concatenate([np.sin(angles), np.cos(angles)], axis=1).astype(np.float32)
+
+
+def _param(rngs: nnx.Rngs, initializer, shape, axes) -> nnx.Param:
+    """A float32 parameter annotated with logical axes (sharded later, by the trainer's mesh)."""
+    return nnx.Param(
+        initializer(rngs.params(), shape, jnp.float32), out_sharding=axes, eager_sharding=False
+    )
+
+
+_kernel_init = nnx.initializers.variance_scaling(1.0, "fan_in", "truncated_normal")
+
+
+class Dense(nnx.Module):
+    """Bias-free ``x @ kernel`` with a 2-D ``[in, out]`` kernel."""
+
+    def __init__(self, in_dim, out_dim, axes, rngs, *, init=_kernel_init, precision="highest"):
+        self.kernel = _param(rngs, init, (in_dim, out_dim), axes)
+        self.precision = precision
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return jnp.matmul(x, self.kernel[...], precision=self.precision)
+
+
+class RMSNorm(nnx.Module):
+    """T5's LayerNorm: x / rms(x) * scale, computed in float32."""
+
+    def __init__(self, dim: int, rngs: nnx.Rngs):
+        self.scale = _param(rngs, nnx.initializers.ones, (dim,), ("embed",))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        variance = jnp.mean(jnp.square(x), axis=-1, keepdims=True)
+        return x * jax.lax.rsqrt(variance + RMS_EPSILON) * self.scale[...]
+
+
+class Attention(nnx.Module):
+    """Multi-head dot-product attention with joined-head kernels (T5X layout)."""
+
+    def __init__(self, config: ModelConfig, rngs: nnx.Rngs):
+        d, j = config.emb_dim, config.joined_dim
+        fan_in = nnx.initializers.variance_scaling(1.0, "fan_in", "normal")
+        depth_scaling = config.head_dim**0.5
+
+        def query_init(key, shape, dtype):  # the 1/sqrt(d_head) of the logits lives here
+            return fan_in(key, shape, dtype) / depth_scaling
+
+        precision = config.matmul_precision
+        self.query = Dense(d, j, ("embed", "joined_kv"), rngs, init=query_init, precision=precision)
+        self.key = Dense(d, j, ("embed", "joined_kv"), rngs, init=fan_in, precision=precision)
+        self.value = Dense(d, j, ("embed", "joined_kv"), rngs, init=fan_in, precision=precision)
+        self.out = Dense(j, d, ("joined_kv", "embed"), rngs, init=fan_in, precision=precision)
+        self.dropout = nnx.Dropout(config.dropout_rate, broadcast_dims=(-2,), rngs=rngs)
+        self.num_heads, self.head_dim, self.precision = config.num_heads, config.head_dim, precision
+
+    def heads(self, x: jax.Array) -> jax.Array:
+        return x.reshape(*x.shape[:-1], self.num_heads, self.head_dim)
+
+    def project_kv(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Keys and values [B, K, H, D] of a key/value input [B, K, d]."""
+        return self.heads(self.key(x)), self.heads(self.value(x))
+
+    def attend(self, x, keys, values, bias, deterministic=True) -> jax.Array:
+        """Queries from x [B, Q, d] over keys/values [B, K, H, D]; bias [B|1, 1|H, Q, K]."""
+        query = self.heads(self.query(x))
+        logits = jnp.einsum("bqhd,bkhd->bhqk", query, keys, precision=self.precision)
+        if bias is not None:
+            logits = logits + bias
+        weights = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+        weights = self.dropout(weights, deterministic=deterministic)
+        mixed = jnp.einsum("bhqk,bkhd->bqhd", weights, values, precision=self.precision)
+        return self.out(mixed.reshape(*mixed.shape[:-2], -1))
+
+    def __call__(self, x, kv, bias, deterministic=True) -> jax.Array:
+        keys, values = self.project_kv(kv)
+        return self.attend(x, keys, values, bias, deterministic)
+
+
+class Mlp(nnx.Module):
+    """Gated GELU: wo(gelu(x wi_0) * (x wi_1)), dropout after the product."""
+
+    def __init__(self, config: ModelConfig, rngs: nnx.Rngs):
+        d, f, p = config.emb_dim, config.mlp_dim, config.matmul_precision
+        self.wi_0 = Dense(d, f, ("embed", "mlp"), rngs, precision=p)
+        self.wi_1 = Dense(d, f, ("embed", "mlp"), rngs, precision=p)
+        self.wo = Dense(f, d, ("mlp", "embed"), rngs, precision=p)
+        self.dropout = nnx.Dropout(config.dropout_rate, broadcast_dims=(-2,), rngs=rngs)
+
+    def __call__(self, x: jax.Array, deterministic: bool = True) -> jax.Array:
+        hidden = jax.nn.gelu(self.wi_0(x), approximate=True) * self.wi_1(x)
+        return self.wo(self.dropout(hidden, deterministic=deterministic))
+
+
+class EncoderLayer(nnx.Module):
+    def __init__(self, config: ModelConfig, rngs: nnx.Rngs):
+        self.pre_attention_layer_norm = RMSNorm(config.emb_dim, rngs)
+        self.attention = Attention(config, rngs)
+        self.pre_mlp_layer_norm = RMSNorm(config.emb_dim, rngs)
+        self.mlp = Mlp(config, rngs)
+        self.dropout = nnx.Dropout(config.dropout_rate, broadcast_dims=(-2,), rngs=rngs)
+
+    def __call__(self, x: jax.Array, deterministic: bool = True) -> jax.Array:
+        h = self.pre_attention_layer_norm(x)
+        x = x + self.dropout(self.attention(h, h, None, deterministic), deterministic=deterministic)
+        h = self.mlp(self.pre_mlp_layer_norm(x), deterministic)
+        return x + self.dropout(h, deterministic=deterministic)
+
+
+class DecoderLayer(nnx.Module):
+    def __init__(self, config: ModelConfig, rngs: nnx.Rngs):
+        self.pre_self_attention_layer_norm = RMSNorm(config.emb_dim, rngs)
+        self.self_attention = Attention(config, rngs)
+        self.pre_cross_attention_layer_norm = RMSNorm(config.emb_dim, rngs)
+        self.encoder_decoder_attention = Attention(config, rngs)
+        self.pre_mlp_layer_norm = RMSNorm(config.emb_dim, rngs)
+        self.mlp = Mlp(config, rngs)
+        self.dropout = nnx.Dropout(config.dropout_rate, broadcast_dims=(-2,), rngs=rngs)
+
+    def __call__(self, y, self_kv, self_bias, cross_kv, cross_bias, deterministic=True):
+        """One block. ``self_kv`` / ``cross_kv``: (keys, values) or None to project from the
+        block's own input / the encoder output passed as ``cross_kv[0]`` when it is an array."""
+        h = self.pre_self_attention_layer_norm(y)
+        keys, values = self_kv if self_kv is not None else self.self_attention.project_kv(h)
+        h = self.self_attention.attend(h, keys, values, self_bias, deterministic)
+        y = y + self.dropout(h, deterministic=deterministic)
+        h = self.pre_cross_attention_layer_norm(y)
+        h = self.encoder_decoder_attention.attend(h, *cross_kv, cross_bias, deterministic)
+        y = y + self.dropout(h, deterministic=deterministic)
+        h = self.mlp(self.pre_mlp_layer_norm(y), deterministic)
+        return y + self.dropout(h, deterministic=deterministic)
+
+
+class Encoder(nnx.Module):
+    def __init__(self, config: ModelConfig, rngs: nnx.Rngs):
+        self.config = config
+        self.continuous_inputs_projection = Dense(
+            config.input_depth, config.emb_dim, ("vocab", "embed"), rngs,
+            init=nnx.initializers.lecun_normal(), precision=config.matmul_precision,
+        )  # fmt: skip
+        for i in range(config.num_encoder_layers):
+            setattr(self, f"layers_{i}", EncoderLayer(config, rngs))
+        self.encoder_norm = RMSNorm(config.emb_dim, rngs)
+        self.input_dropout = nnx.Dropout(config.dropout_rate, broadcast_dims=(-2,), rngs=rngs)
+        self.output_dropout = nnx.Dropout(config.dropout_rate, rngs=rngs)
+
+    def layers(self) -> list[EncoderLayer]:
+        return [getattr(self, f"layers_{i}") for i in range(self.config.num_encoder_layers)]
+
+    def __call__(self, features: jax.Array, deterministic: bool = True) -> jax.Array:
+        """features float32 [B, T, input_depth] -> encoded [B, T, emb_dim]."""
+        x = self.continuous_inputs_projection(features)
+        x = x + sinusoid_table(self.config.max_position, self.config.emb_dim)[: x.shape[-2]]
+        x = self.input_dropout(x, deterministic=deterministic)
+        for layer in self.layers():
+            x = layer(x, deterministic)
+        return self.output_dropout(self.encoder_norm(x), deterministic=deterministic)
+
+
+class DecodeCache(NamedTuple):
+    """Per-layer keys/values for cached decoding: self [L, B, T, H, D], cross [L, B, S, H, D]."""
+
+    self_keys: jax.Array
+    self_values: jax.Array
+    cross_keys: jax.Array
+    cross_values: jax.Array
+
+
+class Decoder(nnx.Module):
+    def __init__(self, config: ModelConfig, rngs: nnx.Rngs):
+        self.config = config
+        self.token_embedder = nnx.Embed(
+            config.vocab_size, config.emb_dim, embedding_init=nnx.initializers.normal(1.0),
+            rngs=rngs,
+        )  # fmt: skip
+        self.token_embedder.embedding.set_metadata(out_sharding=("vocab", "embed"))
+        for i in range(config.num_decoder_layers):
+            setattr(self, f"layers_{i}", DecoderLayer(config, rngs))
+        self.decoder_norm = RMSNorm(config.emb_dim, rngs)
+        self.logits_dense = Dense(
+            config.emb_dim, config.vocab_size, ("embed", "vocab"), rngs,
+            precision=config.matmul_precision,
+        )  # fmt: skip
+        self.input_dropout = nnx.Dropout(config.dropout_rate, broadcast_dims=(-2,), rngs=rngs)
+        self.output_dropout = nnx.Dropout(config.dropout_rate, broadcast_dims=(-2,), rngs=rngs)
+
+    def layers(self) -> list[DecoderLayer]:
+        return [getattr(self, f"layers_{i}") for i in range(self.config.num_decoder_layers)]
+
+    def embed(self, tokens: jax.Array, positions: jax.Array) -> jax.Array:
+        table = sinusoid_table(self.config.max_position, self.config.emb_dim)
+        return self.token_embedder(tokens) + jnp.asarray(table)[positions]
+
+    def head(self, y: jax.Array, deterministic: bool) -> jax.Array:
+        y = self.output_dropout(self.decoder_norm(y), deterministic=deterministic)
+        return self.logits_dense(y).astype(jnp.float32)
+
+    def __call__(self, encoded, decoder_input_tokens, decoder_target_tokens, deterministic=True):
+        """Teacher-forced logits float32 [B, T, vocab] (training and scoring).
+
+        Masks as T5X: self-attention is causal and ignores PAD targets (``decoder_target_tokens
+        > 0``); every query attends to every encoder frame, padded frames included.
+        """
+        length = decoder_input_tokens.shape[-1]
+        y = self.embed(decoder_input_tokens, jnp.arange(length))
+        y = self.input_dropout(y, deterministic=deterministic)
+        valid = decoder_target_tokens > 0
+        causal = jnp.tril(jnp.ones((length, length), bool))
+        self_mask = causal[None] & valid[:, :, None] & valid[:, None, :]
+        self_bias = jnp.where(self_mask, 0.0, NEG_BIAS)[:, None]
+        cross_bias = jnp.where(valid, 0.0, NEG_BIAS)[:, None, :, None]
+        for layer in self.layers():
+            cross_kv = layer.encoder_decoder_attention.project_kv(encoded)
+            y = layer(y, None, self_bias, cross_kv, cross_bias, deterministic)
+        return self.head(y, deterministic)
+
+    def init_cache(self, encoded: jax.Array, max_length: int) -> DecodeCache:
+        """Empty self-attention caches and the encoder's keys/values, computed once."""
+        batch = encoded.shape[0]
+        config = self.config
+        shape = (config.num_decoder_layers, batch, max_length, config.num_heads, config.head_dim)
+        cross = [layer.encoder_decoder_attention.project_kv(encoded) for layer in self.layers()]
+        return DecodeCache(
+            jnp.zeros(shape, jnp.float32),
+            jnp.zeros(shape, jnp.float32),
+            jnp.stack([k for k, _ in cross]),
+            jnp.stack([v for _, v in cross]),
+        )
+
+    def decode_step(self, tokens: jax.Array, cache: DecodeCache, index: jax.Array):
+        """Logits float32 [B, vocab] for ``tokens`` [B] at position ``index``; the updated cache."""
+        y = self.embed(tokens[:, None], index[None])
+        max_length = cache.self_keys.shape[2]
+        self_bias = jnp.where(jnp.arange(max_length) <= index, 0.0, NEG_BIAS)[None, None, None]
+        self_keys, self_values = [], []
+        for i, layer in enumerate(self.layers()):
+            h = layer.pre_self_attention_layer_norm(y)
+            new_keys, new_values = layer.self_attention.project_kv(h)
+            at = (0, index, 0, 0)
+            keys = jax.lax.dynamic_update_slice(cache.self_keys[i], new_keys, at)
+            values = jax.lax.dynamic_update_slice(cache.self_values[i], new_values, at)
+            self_keys.append(keys)
+            self_values.append(values)
+            cross_kv = (cache.cross_keys[i], cache.cross_values[i])
+            y = layer(y, (keys, values), self_bias, cross_kv, None, deterministic=True)
+        cache = cache._replace(self_keys=jnp.stack(self_keys), self_values=jnp.stack(self_values))
+        return self.head(y, deterministic=True)[:, 0], cache
+
+
+class Transformer(nnx.Module):
+    """MT3's encoder-decoder. ``Transformer(config, rngs=nnx.Rngs(0))``."""
+
+    def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
+        self.config = config
+        self.encoder = Encoder(config, rngs)
+        self.decoder = Decoder(config, rngs)
+
+    def encode(self, features: jax.Array, deterministic: bool = True) -> jax.Array:
+        return self.encoder(features, deterministic)
+
+    def __call__(self, features, decoder_input_tokens, decoder_target_tokens, deterministic=True):
+        """Teacher-forced logits float32 [B, T, vocab] for features [B, S, input_depth]."""
+        encoded = self.encoder(features, deterministic)
+        return self.decoder(encoded, decoder_input_tokens, decoder_target_tokens, deterministic)
+
+
+def count_params(model: nnx.Module) -> int:
+    return sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
