@@ -80,14 +80,25 @@ class ModelConfig:
 
 VARIANTS = {
     "mt3": ModelConfig(),
-    "ismir2021": ModelConfig(name="ismir2021", vocab="ismir2021", vocab_size=1664, segment_frames=512),
+    "ismir2021": ModelConfig(
+        name="ismir2021", vocab="ismir2021", vocab_size=1664, segment_frames=512
+    ),
     "base": ModelConfig(
-        name="base", emb_dim=768, num_heads=12, num_encoder_layers=12, num_decoder_layers=12,
+        name="base",
+        emb_dim=768,
+        num_heads=12,
+        num_encoder_layers=12,
+        num_decoder_layers=12,
         mlp_dim=2048,
     ),  # fmt: skip
     "tiny": ModelConfig(
-        name="tiny", emb_dim=128, num_heads=2, head_dim=32, num_encoder_layers=2,
-        num_decoder_layers=2, mlp_dim=256,
+        name="tiny",
+        emb_dim=128,
+        num_heads=2,
+        head_dim=32,
+        num_encoder_layers=2,
+        num_decoder_layers=2,
+        mlp_dim=256,
     ),  # fmt: skip
 }
 

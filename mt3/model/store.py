@@ -74,9 +74,7 @@ def load_model(directory: str | os.PathLike) -> Transformer:
     config = read_config(directory)
     model = nnx.eval_shape(lambda: Transformer(config, rngs=nnx.Rngs(0)))
     state = nnx.state(model, nnx.Param)
-    abstract = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state.to_pure_dict()
-    )
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state.to_pure_dict())
     params_path = Path(directory).absolute() / PARAMS_DIR
     if not params_path.is_dir():
         raise CheckpointError(f"{directory}: no {PARAMS_DIR}/ folder with the parameters")

@@ -1,7 +1,7 @@
 """MT3's network: a T5.1.1-style encoder-decoder on log-mel frames (spec §5), in Flax NNX.
 
-- Encoder: a bias-free projection of the 512 mel bins, plus fixed sinusoidal positions, then pre-norm
-  blocks of self-attention and a gated-GELU MLP, and a final RMSNorm.
+- Encoder: a bias-free projection of the 512 mel bins, plus fixed sinusoidal positions, then
+  pre-norm blocks of self-attention and a gated-GELU MLP, and a final RMSNorm.
 - Decoder: token embedding plus the same sinusoids, pre-norm blocks of causal self-attention,
   cross-attention to the encoder and the MLP, a final RMSNorm and an untied logits layer.
 - T5 details kept exactly: RMSNorm (eps 1e-6) with a scale and no bias; no biases anywhere; no
@@ -197,7 +197,8 @@ class Encoder(nnx.Module):
 
 
 class DecodeCache(NamedTuple):
-    """Per-layer keys/values for cached decoding: self [L, B, T, H, D], cross [L, B, S, H, D]."""
+    """Keys/values for cached decoding, batch first: self [B, L, T, H, D], cross [B, L, S, H, D]
+    (L layers, T decoder positions, S encoder frames, H heads, D head width)."""
 
     self_keys: jax.Array
     self_values: jax.Array
@@ -257,13 +258,13 @@ class Decoder(nnx.Module):
         """Empty self-attention caches and the encoder's keys/values, computed once."""
         batch = encoded.shape[0]
         config = self.config
-        shape = (config.num_decoder_layers, batch, max_length, config.num_heads, config.head_dim)
+        shape = (batch, config.num_decoder_layers, max_length, config.num_heads, config.head_dim)
         cross = [layer.encoder_decoder_attention.project_kv(encoded) for layer in self.layers()]
         return DecodeCache(
             jnp.zeros(shape, jnp.float32),
             jnp.zeros(shape, jnp.float32),
-            jnp.stack([k for k, _ in cross]),
-            jnp.stack([v for _, v in cross]),
+            jnp.stack([k for k, _ in cross], axis=1),
+            jnp.stack([v for _, v in cross], axis=1),
         )
 
     def decode_step(self, tokens: jax.Array, cache: DecodeCache, index: jax.Array):
@@ -276,13 +277,15 @@ class Decoder(nnx.Module):
             h = layer.pre_self_attention_layer_norm(y)
             new_keys, new_values = layer.self_attention.project_kv(h)
             at = (0, index, 0, 0)
-            keys = jax.lax.dynamic_update_slice(cache.self_keys[i], new_keys, at)
-            values = jax.lax.dynamic_update_slice(cache.self_values[i], new_values, at)
+            keys = jax.lax.dynamic_update_slice(cache.self_keys[:, i], new_keys, at)
+            values = jax.lax.dynamic_update_slice(cache.self_values[:, i], new_values, at)
             self_keys.append(keys)
             self_values.append(values)
-            cross_kv = (cache.cross_keys[i], cache.cross_values[i])
+            cross_kv = (cache.cross_keys[:, i], cache.cross_values[:, i])
             y = layer(y, (keys, values), self_bias, cross_kv, None, deterministic=True)
-        cache = cache._replace(self_keys=jnp.stack(self_keys), self_values=jnp.stack(self_values))
+        cache = cache._replace(
+            self_keys=jnp.stack(self_keys, axis=1), self_values=jnp.stack(self_values, axis=1)
+        )
         return self.head(y, deterministic=True)[:, 0], cache
 
 

@@ -1,0 +1,221 @@
+"""Autoregressive decoding as pure functions of a ``tokens_to_logits`` callback.
+
+``tokens_to_logits(tokens [N], cache, index) -> (logits float32 [N, V], cache)`` scores the next
+token for every row given the token at decoder position ``index``; ``cache`` is any pytree whose
+leaves have the batch (N) as their leading axis. Everything runs inside one ``lax.while_loop``, so a
+whole batch of segments decodes in a single jitted call, and stops as soon as every row is done or
+at ``max_length`` tokens.
+
+Three searches:
+
+- ``beam_search(num_beams=1)``: what MT3 actually runs (t5x ``beam_search`` with one beam and
+  brevity penalty alpha = 0.6, spec §7). Each step keeps the best non-EOS continuation alive and
+  files "prefix + EOS" as a finished candidate whenever EOS is among the two best tokens, scored
+  log p / ((5 + length) / 6)^alpha. It stops when no live sequence can beat the finished one, and
+  returns the best finished sequence (the live one if none finished). So it can end where EOS was
+  only second-best, and agrees with argmax decoding otherwise.
+- ``greedy_decode``: plain argmax until EOS.
+- ``beam_search(num_beams=N)``: the same procedure with N beams (2N candidates per step); it stops
+  once the best live sequence cannot beat the worst finished one.
+
+``logit_bias`` [V] is added to the logits before every choice: a large negative value forbids a
+token, which is how instrument restrictions work (``instrument_logit_bias``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mt3.vocab import EOS_ID, PAD_ID, Vocabulary
+
+NEG_INF = -1.0e7  # t5x's "minus infinity" for beam scores
+FORBIDDEN = -1.0e9  # logit bias of a forbidden token
+DECODE_MODES = ("mt3", "greedy", "beam")
+
+TokensToLogits = Callable[[jax.Array, Any, jax.Array], tuple[jax.Array, Any]]
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodeOptions:
+    """mode 'mt3' = t5x beam search with one beam (MT3's default); 'greedy' = argmax;
+    'beam' = beam search with ``num_beams``."""
+
+    mode: str = "mt3"
+    num_beams: int = 4
+    alpha: float = 0.6
+    max_length: int = 1024
+
+    def __post_init__(self):
+        if self.mode not in DECODE_MODES:
+            modes = ", ".join(DECODE_MODES)
+            raise ValueError(f"decode mode must be one of {modes}, got {self.mode!r}")
+        if self.num_beams < 1 or self.max_length < 1:
+            raise ValueError("num_beams and max_length must be at least 1")
+
+
+def decode(tokens_to_logits, cache, batch_size: int, options: DecodeOptions, logit_bias=None):
+    """Token ids int32 [batch, max_length] (EOS kept, PAD after it) with the chosen search."""
+    if options.mode == "greedy":
+        return greedy_decode(
+            tokens_to_logits, cache, batch_size, options.max_length, logit_bias=logit_bias
+        )
+    beams = 1 if options.mode == "mt3" else options.num_beams
+    tokens, _ = beam_search(
+        tokens_to_logits, cache, batch_size, options.max_length, num_beams=beams,
+        alpha=options.alpha, logit_bias=logit_bias,
+    )  # fmt: skip
+    return tokens
+
+
+def greedy_decode(
+    tokens_to_logits: TokensToLogits,
+    cache,
+    batch_size: int,
+    max_length: int,
+    *,
+    eos_id: int = EOS_ID,
+    logit_bias=None,
+) -> jax.Array:
+    """Argmax decoding from start token 0; rows stop after EOS. Returns int32 [B, max_length]."""
+
+    def cond(state):
+        index, _, done, _ = state
+        return (index < max_length) & ~jnp.all(done)
+
+    def body(state):
+        index, tokens, done, cache = state
+        logits, cache = tokens_to_logits(tokens[:, index], cache, index)
+        if logit_bias is not None:
+            logits = logits + logit_bias
+        chosen = jnp.where(done, PAD_ID, jnp.argmax(logits, axis=-1).astype(jnp.int32))
+        tokens = jax.lax.dynamic_update_slice(tokens, chosen[:, None], (0, index + 1))
+        return index + 1, tokens, done | (chosen == eos_id), cache
+
+    tokens = jnp.zeros((batch_size, max_length + 1), jnp.int32)
+    done = jnp.zeros(batch_size, bool)
+    _, tokens, _, _ = jax.lax.while_loop(cond, body, (jnp.int32(0), tokens, done, cache))
+    return tokens[:, 1:]
+
+
+def brevity_penalty(alpha: float, length) -> jax.Array:
+    return jnp.power((5.0 + length) / 6.0, alpha)
+
+
+def _take_beams(x: jax.Array, indices: jax.Array) -> jax.Array:
+    """x [B, beams, ...] and indices [B, k] -> x[b, indices[b, j], ...] as [B, k, ...]."""
+    expanded = indices.reshape(*indices.shape, *([1] * (x.ndim - 2)))
+    return jnp.take_along_axis(x, expanded, axis=1)
+
+
+def _take_flat_beams(x: jax.Array, indices: jax.Array) -> jax.Array:
+    """The same for a cache leaf whose beams are folded into the batch axis: [B * beams, ...]."""
+    shaped = x.reshape(indices.shape[0], -1, *x.shape[1:])
+    return _take_beams(shaped, indices).reshape(-1, *x.shape[1:])
+
+
+def beam_search(
+    tokens_to_logits: TokensToLogits,
+    cache,
+    batch_size: int,
+    max_length: int,
+    *,
+    num_beams: int = 1,
+    alpha: float = 0.6,
+    eos_id: int = EOS_ID,
+    logit_bias=None,
+) -> tuple[jax.Array, jax.Array]:
+    """t5x-style beam search (module docstring). ``cache`` leaves have batch size B and are
+    repeated per beam here. Returns the best sequence int32 [B, max_length] and its score [B]."""
+    beams, length = num_beams, max_length + 1  # position 0 holds the start token
+    cache = jax.tree.map(lambda x: jnp.repeat(x, beams, axis=0), cache)
+    min_penalty = brevity_penalty(alpha, length)
+    state = dict(
+        index=jnp.int32(0),
+        live_logprobs=jnp.tile(jnp.array([0.0] + [NEG_INF] * (beams - 1)), (batch_size, 1)),
+        live_seqs=jnp.zeros((batch_size, beams, length), jnp.int32),
+        finished_scores=jnp.full((batch_size, beams), NEG_INF),
+        finished_seqs=jnp.zeros((batch_size, beams, length), jnp.int32),
+        finished_flags=jnp.zeros((batch_size, beams), bool),
+        cache=cache,
+    )
+
+    def cond(state):
+        best_live = state["live_logprobs"][:, :1] / min_penalty
+        worst_finished = jnp.min(state["finished_scores"], axis=1, keepdims=True)
+        worst_finished = jnp.where(state["finished_flags"], worst_finished, NEG_INF)
+        terminated = jnp.all(worst_finished > best_live)
+        return (state["index"] < length - 1) & ~terminated
+
+    def body(state):
+        index = state["index"]
+        last = state["live_seqs"][:, :, index].reshape(-1)
+        logits, cache = tokens_to_logits(last, state["cache"], index)
+        if logit_bias is not None:
+            logits = logits + logit_bias
+        vocab = logits.shape[-1]
+        log_probs = jax.nn.log_softmax(logits.astype(jnp.float32)).reshape(batch_size, beams, vocab)
+        log_probs = log_probs + state["live_logprobs"][:, :, None]
+        top_log_probs, top_indices = jax.lax.top_k(log_probs.reshape(batch_size, -1), 2 * beams)
+        top_beams = top_indices // vocab
+        top_ids = (top_indices % vocab).astype(jnp.int32)
+        top_seqs = _take_beams(state["live_seqs"], top_beams)
+        top_seqs = jax.lax.dynamic_update_slice(top_seqs, top_ids[:, :, None], (0, 0, index + 1))
+        newly_finished = top_ids == eos_id
+
+        # Live: the best `beams` candidates that did not just end.
+        alive_log_probs, alive = jax.lax.top_k(top_log_probs + newly_finished * NEG_INF, beams)
+        live_seqs = _take_beams(top_seqs, alive)
+        parents = _take_beams(top_beams, alive)
+        live_cache = jax.tree.map(lambda x: _take_flat_beams(x, parents), cache)
+
+        # Finished: merge the new "prefix + EOS" candidates, length-normalised, with the old.
+        scores = top_log_probs / brevity_penalty(alpha, index + 1) + (~newly_finished) * NEG_INF
+        all_scores = jnp.concatenate([state["finished_scores"], scores], axis=1)
+        all_seqs = jnp.concatenate([state["finished_seqs"], top_seqs], axis=1)
+        all_flags = jnp.concatenate([state["finished_flags"], newly_finished], axis=1)
+        finished_scores, best = jax.lax.top_k(all_scores, beams)
+        return dict(
+            index=index + 1,
+            live_logprobs=alive_log_probs,
+            live_seqs=live_seqs,
+            finished_scores=finished_scores,
+            finished_seqs=_take_beams(all_seqs, best),
+            finished_flags=_take_beams(all_flags, best),
+            cache=live_cache,
+        )
+
+    state = jax.lax.while_loop(cond, body, state)
+    any_finished = jnp.any(state["finished_flags"], axis=1)
+    seqs = jnp.where(any_finished[:, None], state["finished_seqs"][:, 0], state["live_seqs"][:, 0])
+    scores = jnp.where(any_finished, state["finished_scores"][:, 0], state["live_logprobs"][:, 0])
+    return seqs[:, 1:], scores
+
+
+# ----------------------------------------------------------------------------------------------
+# Instrument restrictions
+
+
+def instrument_logit_bias(
+    vocab: Vocabulary, num_rows: int, programs, allow_drums: bool
+) -> np.ndarray:
+    """float32 [num_rows]: 0 for allowed tokens, FORBIDDEN for program tokens outside
+    ``programs`` and for drum tokens when drums are not allowed. With no melodic program allowed,
+    pitch tokens are forbidden too (they would play the previous program)."""
+    bias = np.zeros(num_rows, np.float32)
+    first, last = vocab.id_range("program")
+    allowed = np.zeros(last - first + 1, bool)
+    allowed[list(programs)] = True
+    bias[first : last + 1][~allowed] = FORBIDDEN
+    if not allow_drums:
+        first_drum, last_drum = vocab.id_range("drum")
+        bias[first_drum : last_drum + 1] = FORBIDDEN
+    if not allowed.any():
+        first_pitch, last_pitch = vocab.id_range("pitch")
+        bias[first_pitch : last_pitch + 1] = FORBIDDEN
+    return bias
