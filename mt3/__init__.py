@@ -1,10 +1,33 @@
 """mt3: multi-task multitrack music transcription (MT3) in JAX/Flax.
 
+    import mt3
+    model = mt3.load_model("converted/mt3")          # see `mt3 convert-checkpoint`
+    notes = mt3.transcribe("song.mp3", model)        # Notes: start, end, pitch, program, ...
+
 Modules: ``audio`` (loading, framing), ``spectrogram`` (log-mel in JAX), ``vocab`` and ``events``
-(MT3's token codec), ``notes`` (Notes, MIDI, JSON), ``metrics`` (MT3's scores).
+(MT3's token codec), ``notes`` (Notes, MIDI, JSON), ``metrics`` (MT3's scores), ``model`` (the
+network, decoding, checkpoint import), ``infer`` (long-audio transcription).
 """
 
 from mt3.notes import Notes
 
 __version__ = "0.1.0"
-__all__ = ["Notes", "__version__"]
+__all__ = ["Notes", "load_model", "transcribe", "__version__"]
+
+
+def load_model(checkpoint_dir):
+    """The network stored in an mt3 checkpoint folder (config.json + params)."""
+    from mt3.model.store import load_model as load
+
+    return load(checkpoint_dir)
+
+
+def transcribe(audio, model, *, batch_size: int = 8, instruments: str | None = None) -> Notes:
+    """Notes of an audio file (any length and format) or a 16 kHz mono float32 array.
+
+    For many files, build one ``mt3.infer.Transcriber`` and reuse it: it keeps the compiled model.
+    """
+    from mt3.infer import TranscribeOptions, Transcriber
+
+    options = TranscribeOptions(batch_size=batch_size, instruments=instruments)
+    return Transcriber(model, options).transcribe(audio).notes

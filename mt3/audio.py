@@ -191,3 +191,30 @@ def stream_audio(
                 yield np.ascontiguousarray(mono, dtype=np.float32)
             if last:
                 break
+
+
+def iter_segments(chunks, segment_frames: int) -> Iterator[tuple[int, np.ndarray, int]]:
+    """Consecutive MT3 segments from a stream of mono chunks, holding one segment at a time.
+
+    Yields (first frame index, float32 [segment_frames * 128] samples zero-padded at the end,
+    number of valid frames), exactly as ``split_segments`` cuts the concatenated audio: the final
+    segment carries MT3's 1-128 samples of framing padding, so audio whose length is a multiple of
+    the segment length ends with a segment of one (silent) frame.
+    """
+    size = segment_frames * HOP_SAMPLES
+    buffer = np.zeros(size, np.float32)
+    filled = 0
+    first_frame = 0
+    for chunk in chunks:
+        chunk = np.asarray(chunk, np.float32).reshape(-1)
+        while chunk.size:
+            take = min(size - filled, chunk.size)
+            buffer[filled : filled + take] = chunk[:take]
+            filled += take
+            chunk = chunk[take:]
+            if filled == size:
+                yield first_frame, buffer.copy(), segment_frames
+                first_frame += segment_frames
+                filled = 0
+    buffer[filled:] = 0.0
+    yield first_frame, buffer, filled // HOP_SAMPLES + 1

@@ -66,8 +66,17 @@ def mel_weight_matrix(
 
 
 def periodic_hann(length: int = FFT_SIZE) -> np.ndarray:
-    """float64 [length]: 0.5 - 0.5 cos(2 pi n / length), the window TF's stft uses by default."""
-    return 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(length) / length)
+    """float32 [length]: 0.5 - 0.5 cos(2 pi n / length), evaluated in float32 the way TF's
+    ``hann_window(periodic=True)`` does ((float32(2 pi) * n) / length, then the cosine).
+
+    Matching TF's window bits matters in near-silent frames: a frame holding a constant 1-LSB
+    offset has mathematically empty bins whose float32 round-off (about 1e-11 after the mel
+    projection) TF keeps, and a float64-rounded window would give exact zeros (log 1e-5) there
+    instead. MT3's networks see those values (golden/model README §3).
+    """
+    count = np.arange(length, dtype=np.float32)
+    angle = (np.float32(2.0 * np.pi) * count) / np.float32(length)
+    return (np.float32(0.5) - np.float32(0.5) * np.cos(angle)).astype(np.float32)
 
 
 @functools.cache
@@ -93,7 +102,7 @@ def _windowed_frames(segment: jax.Array, num_frames: int) -> jax.Array:
     padded = jnp.pad(segment, (0, FFT_SIZE - HOP_SAMPLES))
     hops = padded.reshape(num_frames + FRAMES_PER_FFT - 1, HOP_SAMPLES)
     stacked = jnp.stack([hops[k : k + num_frames] for k in range(FRAMES_PER_FFT)], axis=1)
-    window = jnp.asarray(periodic_hann(), jnp.float32).reshape(FRAMES_PER_FFT, HOP_SAMPLES)
+    window = jnp.asarray(periodic_hann()).reshape(FRAMES_PER_FFT, HOP_SAMPLES)
     return (stacked * window).reshape(num_frames, FFT_SIZE)
 
 

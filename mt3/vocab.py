@@ -201,3 +201,48 @@ def vocabulary(config: VocabConfig | str) -> Vocabulary:
     if config not in _VOCABULARIES:
         _VOCABULARIES[config] = Vocabulary(config)
     return _VOCABULARIES[config]
+
+
+# General MIDI instrument families (0-based programs, eight per family), for instrument control.
+INSTRUMENT_FAMILIES = {
+    name: range(8 * index, 8 * index + 8)
+    for index, name in enumerate(
+        (
+            "piano", "chromatic_percussion", "organ", "guitar", "bass", "strings", "ensemble",
+            "brass", "reed", "pipe", "synth_lead", "synth_pad", "synth_effects", "ethnic",
+            "percussive", "sound_effects",
+        )
+    )
+}  # fmt: skip
+
+
+def parse_instruments(spec: str) -> tuple[frozenset[int], bool]:
+    """'piano,bass,drums' / '0,33,40-47,drums' -> (allowed programs, drums allowed).
+
+    Names are General MIDI families (piano, guitar, bass, strings, ensemble, brass, reed, pipe,
+    organ, synth_lead, ...) or 'drums'; numbers are 0-based GM programs, alone or as ranges.
+    """
+    programs: set[int] = set()
+    drums = False
+    for item in (part.strip().lower() for part in spec.split(",")):
+        if not item:
+            continue
+        if item in ("drums", "drum", "percussion_kit"):
+            drums = True
+        elif item in INSTRUMENT_FAMILIES:
+            programs.update(INSTRUMENT_FAMILIES[item])
+        elif item.replace("-", "").isdigit() and item.count("-") <= 1:
+            low, _, high = item.partition("-")
+            low, high = int(low), int(high or low)
+            if not 0 <= low <= high <= 127:
+                raise VocabError(f"program range {item!r} outside 0..127")
+            programs.update(range(low, high + 1))
+        else:
+            families = ", ".join(INSTRUMENT_FAMILIES)
+            raise VocabError(
+                f"unknown instrument {item!r}; use GM program numbers (0-127, ranges like 40-47), "
+                f"'drums', or a family: {families}"
+            )
+    if not programs and not drums:
+        raise VocabError(f"no instruments in {spec!r}")
+    return frozenset(programs), drums

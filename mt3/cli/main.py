@@ -6,17 +6,19 @@ import argparse
 import os
 import sys
 
-from mt3.cli import features, score, tokens
+from mt3.cli import convert, features, score, tokens, transcribe
 
-COMMANDS = (tokens, features, score)
+COMMANDS = (transcribe, convert, tokens, features, score)
 
 DESCRIPTION = """\
 mt3: multi-instrument music transcription (MT3) in JAX.
 
 Commands:
-  tokens    the per-segment training targets MT3 builds from a MIDI file
-  features  the log-mel encoder inputs MT3 computes from an audio file
-  score     MT3's transcription metrics for reference vs. estimated MIDI
+  transcribe          audio files -> multi-instrument MIDI (and notes JSON, piano roll, audio)
+  convert-checkpoint  Magenta's released T5X checkpoints -> mt3 checkpoints
+  tokens              the per-segment training targets MT3 builds from a MIDI file
+  features            the log-mel encoder inputs MT3 computes from an audio file
+  score               MT3's transcription metrics for reference vs. estimated MIDI
 
 Run `mt3 COMMAND --help` for a command's options and examples.
 """
@@ -40,7 +42,15 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from mt3.notes import MidiError, NotesError
     from mt3.vocab import VocabError
 
-    return (AudioError, EncodingError, ScoreInputError, MidiError, NotesError, VocabError, OSError)
+    errors = [AudioError, EncodingError, ScoreInputError, MidiError, NotesError, VocabError]
+    if "mt3.infer" in sys.modules or "mt3.model.store" in sys.modules:
+        from mt3.infer import TranscribeError
+        from mt3.model.config import ModelConfigError
+        from mt3.model.store import CheckpointError
+        from mt3.render import RenderError
+
+        errors += [TranscribeError, ModelConfigError, CheckpointError, RenderError]
+    return (*errors, OSError)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,44 @@
+"""`mt3 convert-checkpoint`: Magenta's T5X checkpoints -> our format (config + orbax params)."""
+
+from __future__ import annotations
+
+import argparse
+
+EPILOG = """\
+examples:
+  gsutil -m cp -r gs://mt3/checkpoints/mt3 .        (once, on a machine with network access)
+  mt3 convert-checkpoint mt3 converted/mt3 --model-config mt3
+  mt3 convert-checkpoint ismir2021 converted/ismir2021 --model-config ismir2021
+
+Layer counts and widths are read from the checkpoint, so reduced or larger (ISMIR 2022 "base")
+checkpoints convert too; the head count comes from --model-config or --num-heads. Every array is
+checked against the network; missing, extra or mis-shaped arrays are named.
+"""
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "convert-checkpoint",
+        help="Magenta's T5X checkpoint -> mt3 checkpoint",
+        description=__doc__.split(": ", 1)[1],
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("t5x_dir", help="folder holding the T5X 'checkpoint' msgpack + zarr arrays")
+    parser.add_argument("out_dir", help="new folder for the converted checkpoint")
+    parser.add_argument("--model-config", default="mt3", help="mt3, ismir2021, base or tiny")
+    parser.add_argument("--num-heads", type=int, help="attention heads, if not the variant's")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> None:
+    from mt3.model.convert import convert_checkpoint
+
+    config = convert_checkpoint(
+        args.t5x_dir, args.out_dir, args.model_config, num_heads=args.num_heads
+    )
+    print(
+        f"{args.out_dir}: {config.name} network, {config.num_encoder_layers}+"
+        f"{config.num_decoder_layers} layers, d_model {config.emb_dim}, {config.num_heads} heads, "
+        f"vocab {config.vocab} ({config.vocab_size} rows), {config.num_params():,} parameters"
+    )
