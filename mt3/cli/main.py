@@ -46,10 +46,11 @@ def user_errors() -> tuple[type[BaseException], ...]:
     if "mt3.infer" in sys.modules or "mt3.model.store" in sys.modules:
         from mt3.infer import TranscribeError
         from mt3.model.config import ModelConfigError
+        from mt3.model.decoding import DecodeError
         from mt3.model.store import CheckpointError
         from mt3.render import RenderError
 
-        errors += [TranscribeError, ModelConfigError, CheckpointError, RenderError]
+        errors += [TranscribeError, ModelConfigError, CheckpointError, RenderError, DecodeError]
     return (*errors, OSError)
 
 

@@ -38,6 +38,8 @@ def register(subparsers) -> None:
     parser.add_argument("--decode", default="mt3", choices=["mt3", "greedy", "beam"],
                         help="mt3: t5x beam search with 1 beam (MT3's); greedy; beam")  # fmt: skip
     parser.add_argument("--beams", type=int, default=4, help="beams for --decode beam")
+    parser.add_argument("--max-tokens", type=int, default=1024,
+                        help="stop a segment after this many ids (MT3: 1024)")  # fmt: skip
     parser.add_argument("--instruments", help="allowed instruments, e.g. piano,bass,drums or 0,33")
     parser.add_argument("--reference", help="reference MIDI drawn under the piano roll")
     parser.set_defaults(run=run)
@@ -60,7 +62,7 @@ def run(args: argparse.Namespace) -> None:
     bases = output_bases(args.audio, args.output)
     options = TranscribeOptions(
         batch_size=args.batch_size,
-        decode=DecodeOptions(mode=args.decode, num_beams=args.beams),
+        decode=DecodeOptions(mode=args.decode, num_beams=args.beams, max_length=args.max_tokens),
         instruments=args.instruments,
     )
     for audio, written, result in transcribe_files(

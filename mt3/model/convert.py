@@ -180,7 +180,7 @@ def t5x_to_model(params: dict[str, np.ndarray], config: ModelConfig) -> Transfor
         }
 
     state = nnx.state(model, nnx.Param)
-    state.replace_by_pure_dict(fill(param_dict(model)))
+    nnx.replace_by_pure_dict(state, fill(param_dict(model)))
     nnx.update(model, state)
     return model
 

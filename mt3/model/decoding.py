@@ -41,6 +41,10 @@ DECODE_MODES = ("mt3", "greedy", "beam")
 TokensToLogits = Callable[[jax.Array, Any, jax.Array], tuple[jax.Array, Any]]
 
 
+class DecodeError(ValueError):
+    """Bad decoding options."""
+
+
 @dataclasses.dataclass(frozen=True)
 class DecodeOptions:
     """mode 'mt3' = t5x beam search with one beam (MT3's default); 'greedy' = argmax;
@@ -54,9 +58,9 @@ class DecodeOptions:
     def __post_init__(self):
         if self.mode not in DECODE_MODES:
             modes = ", ".join(DECODE_MODES)
-            raise ValueError(f"decode mode must be one of {modes}, got {self.mode!r}")
+            raise DecodeError(f"decode mode must be one of {modes}, got {self.mode!r}")
         if self.num_beams < 1 or self.max_length < 1:
-            raise ValueError("num_beams and max_length must be at least 1")
+            raise DecodeError("the number of beams and the token limit must be at least 1")
 
 
 def decode(tokens_to_logits, cache, batch_size: int, options: DecodeOptions, logit_bias=None):

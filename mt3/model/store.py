@@ -30,7 +30,7 @@ class CheckpointError(ValueError):
 
 def param_dict(model: Transformer) -> dict:
     """Parameters as a nested dict of numpy arrays."""
-    return jax.tree.map(np.asarray, nnx.state(model, nnx.Param).to_pure_dict())
+    return jax.tree.map(np.asarray, nnx.to_pure_dict(nnx.state(model, nnx.Param)))
 
 
 def save_model(model: Transformer, directory: str | os.PathLike) -> None:
@@ -74,7 +74,9 @@ def load_model(directory: str | os.PathLike) -> Transformer:
     config = read_config(directory)
     model = nnx.eval_shape(lambda: Transformer(config, rngs=nnx.Rngs(0)))
     state = nnx.state(model, nnx.Param)
-    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state.to_pure_dict())
+    abstract = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), nnx.to_pure_dict(state)
+    )
     params_path = Path(directory).absolute() / PARAMS_DIR
     if not params_path.is_dir():
         raise CheckpointError(f"{directory}: no {PARAMS_DIR}/ folder with the parameters")
@@ -86,6 +88,6 @@ def load_model(directory: str | os.PathLike) -> Transformer:
         ) from None
     model = Transformer(config, rngs=nnx.Rngs(0))
     state = nnx.state(model, nnx.Param)
-    state.replace_by_pure_dict(restored)
+    nnx.replace_by_pure_dict(state, restored)
     nnx.update(model, state)
     return model

@@ -213,7 +213,9 @@ class Decoder(nnx.Module):
             config.vocab_size, config.emb_dim, embedding_init=nnx.initializers.normal(1.0),
             rngs=rngs,
         )  # fmt: skip
-        self.token_embedder.embedding.set_metadata(out_sharding=("vocab", "embed"))
+        self.token_embedder.embedding.set_metadata(
+            out_sharding=("vocab", "embed"), eager_sharding=False
+        )
         for i in range(config.num_decoder_layers):
             setattr(self, f"layers_{i}", DecoderLayer(config, rngs))
         self.decoder_norm = RMSNorm(config.emb_dim, rngs)

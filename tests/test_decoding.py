@@ -1,0 +1,165 @@
+"""Searches as pure functions of hand-made logits (no network)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mt3.model.decoding import (
+    FORBIDDEN,
+    DecodeOptions,
+    beam_search,
+    decode,
+    greedy_decode,
+    instrument_logit_bias,
+)
+from mt3.vocab import VocabError, parse_instruments, vocabulary
+
+EOS = 1
+VOCAB = 8
+
+
+def table_callback(table: np.ndarray):
+    """tokens_to_logits that ignores the history: row ``index`` of a [steps, V] log-prob table.
+    The cache counts calls per row so tests can see the loop stop early."""
+    table = jnp.asarray(table, jnp.float32)
+
+    def tokens_to_logits(tokens, cache, index):
+        logits = jnp.broadcast_to(
+            table[jnp.minimum(index, table.shape[0] - 1)], (tokens.shape[0], VOCAB)
+        )
+        return logits, cache + 1
+
+    return tokens_to_logits
+
+
+def log_probs(*rows):
+    """Each row: {token: probability}; the rest share what is left."""
+    out = []
+    for row in rows:
+        p = np.full(VOCAB, (1.0 - sum(row.values())) / (VOCAB - len(row)))
+        for token, value in row.items():
+            p[token] = value
+        out.append(np.log(p))
+    return np.array(out)
+
+
+def test_greedy_stops_at_eos_and_pads():
+    table = log_probs({3: 0.9}, {4: 0.9}, {EOS: 0.9}, {5: 0.9})
+    callback = table_callback(table)
+    tokens = greedy_decode(callback, jnp.zeros(2), 2, 6)
+    assert tokens.tolist() == [[3, 4, EOS, 0, 0, 0]] * 2
+
+
+def test_greedy_runs_to_max_length_without_eos():
+    table = log_probs({3: 0.9})
+    tokens = jax.jit(lambda c: greedy_decode(table_callback(table), c, 1, 5))(jnp.zeros(1))
+    assert tokens.tolist() == [[3, 3, 3, 3, 3]]
+
+
+def test_mt3_beam_one_ends_where_eos_is_second_best():
+    # Token 3 is always the argmax; at step 2, EOS is second-best. Greedy never stops, but t5x's
+    # one-beam search files "3 3 EOS" as finished, and no live continuation can beat it.
+    table = log_probs({3: 0.5}, {3: 0.5}, {3: 0.4, EOS: 0.35}, {3: 0.5}, {3: 0.5})
+    callback = table_callback(table)
+    greedy = greedy_decode(callback, jnp.zeros(1), 1, 8)
+    assert greedy.tolist() == [[3] * 8]
+    tokens, score = beam_search(callback, jnp.zeros(1), 1, 8, num_beams=1)
+    assert tokens.tolist() == [[3, 3, EOS, 0, 0, 0, 0, 0]]
+    expected = (np.log(0.5) * 2 + np.log(0.35)) / ((5 + 3) / 6) ** 0.6
+    assert float(score[0]) == pytest.approx(expected, rel=1e-5)
+
+
+def test_mt3_beam_one_agrees_with_greedy_when_eos_is_never_close():
+    table = log_probs({3: 0.6, 4: 0.2}, {4: 0.6}, {5: 0.6}, {EOS: 0.7})
+    callback = table_callback(table)
+    greedy = greedy_decode(callback, jnp.zeros(1), 1, 6)
+    tokens, _ = beam_search(callback, jnp.zeros(1), 1, 6, num_beams=1)
+    assert tokens.tolist() == greedy.tolist() == [[3, 4, 5, EOS, 0, 0]]
+
+
+def history_callback():
+    """A two-step model whose second distribution depends on the first token: after 2 the
+    sequence ends with certainty, after 3 it does not. Greedy picks 3 (p=0.55) then a
+    0.3-probability EOS; the best sequence is 2 EOS (0.45 * 1.0)."""
+
+    def tokens_to_logits(tokens, cache, index):
+        first = jnp.full((VOCAB,), -20.0).at[3].set(np.log(0.55)).at[2].set(np.log(0.45))
+        after_two = jnp.full((VOCAB,), -20.0).at[EOS].set(0.0)
+        after_three = jnp.full((VOCAB,), np.log(0.7 / 6)).at[EOS].set(np.log(0.3))
+        after_three = after_three.at[0].set(-20.0)
+        second = jnp.where((tokens == 2)[:, None], after_two, after_three)
+        logits = jnp.where(index == 0, jnp.broadcast_to(first, second.shape), second)
+        return logits, cache
+
+    return tokens_to_logits
+
+
+def test_beam_search_finds_a_better_sequence_than_greedy():
+    callback = history_callback()
+    greedy = greedy_decode(callback, jnp.zeros(1), 1, 4)
+    assert greedy.tolist()[0][0] == 3
+    tokens, _ = beam_search(callback, jnp.zeros(1), 1, 4, num_beams=2)
+    assert tokens.tolist() == [[2, EOS, 0, 0]]
+
+
+def test_beam_cache_follows_the_beams():
+    # The cache stores each row's input token per position; the step-2 distribution depends on
+    # the token stored at position 1, so a cache not reordered with its beams changes the result.
+    def row(**probs):
+        p = np.full(VOCAB, 1e-4)
+        for token, value in probs.items():
+            p[int(token[1:])] = value
+        return jnp.log(jnp.asarray(p / p.sum(), jnp.float32))
+
+    # After 2 the best continuation (5) is likelier than after 3, so the beams swap rows at
+    # step 1 and the caches must swap with them.
+    first, end = row(t3=0.6, t2=0.4), row(t1=0.99)
+    second_after_three, second_after_two = row(t5=0.5, t4=0.49), row(t5=0.99)
+    after_three, after_two = row(t1=0.99), row(t6=0.99)
+
+    def tokens_to_logits(tokens, cache, index):
+        cache = cache.at[:, index].set(tokens)
+        second = jnp.where((tokens == 3)[:, None], second_after_three, second_after_two)
+        third = jnp.where((cache[:, 1] == 3)[:, None], after_three, after_two)
+        logits = jnp.where(index == 1, second, jnp.where(index == 2, third, end))
+        logits = jnp.where(index == 0, jnp.broadcast_to(first, logits.shape), logits)
+        return logits, cache
+
+    cache = jnp.zeros((1, 8), jnp.int32)
+    tokens, _ = beam_search(tokens_to_logits, cache, 1, 6, num_beams=2)
+    assert tokens.tolist() == [[2, 5, 6, EOS, 0, 0]]  # a stale cache gives [2, 5, EOS]
+
+
+def test_decode_modes_and_logit_bias():
+    table = log_probs({3: 0.6, 4: 0.3})
+    bias = np.zeros(VOCAB, np.float32)
+    bias[3] = FORBIDDEN
+    callback = table_callback(table)
+    tokens = decode(callback, jnp.zeros(1), 1, DecodeOptions("greedy", max_length=3), bias)
+    assert tokens.tolist() == [[4, 4, 4]]
+    tokens = decode(callback, jnp.zeros(1), 1, DecodeOptions("mt3", max_length=3), bias)
+    assert tokens.tolist() == [[4, 4, 4]]
+    with pytest.raises(ValueError, match="decode mode"):
+        DecodeOptions("sample")
+
+
+def test_instrument_masks():
+    vocab = vocabulary("mt3")
+    programs, drums = parse_instruments("piano,bass,drums")
+    assert programs == frozenset(range(0, 8)) | frozenset(range(32, 40)) and drums
+    bias = instrument_logit_bias(vocab, 1536, programs, drums)
+    first = vocab.first_id["program"]
+    assert bias[first + 0] == 0 and bias[first + 33] == 0 and bias[first + 40] == FORBIDDEN
+    assert bias[vocab.first_id["drum"] + 36] == 0
+    programs, drums = parse_instruments("40-41")
+    bias = instrument_logit_bias(vocab, 1536, programs, drums)
+    assert bias[vocab.first_id["drum"] + 36] == FORBIDDEN and bias[first + 41] == 0
+    programs, drums = parse_instruments("drums")
+    bias = instrument_logit_bias(vocab, 1536, programs, drums)
+    assert bias[vocab.first_id["pitch"] + 60] == FORBIDDEN  # no melodic program left
+    for bad in ("kazoo", "200", ""):
+        with pytest.raises(VocabError):
+            parse_instruments(bad)

@@ -1,0 +1,167 @@
+"""Long-audio transcription: streaming segments, the end-to-end check against the original MT3
+network (../shared/golden/model), outputs and errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile
+from flax import nnx
+
+from mt3.audio import iter_segments, split_segments
+from mt3.infer import TranscribeOptions, Transcriber, output_bases
+from mt3.model.config import get_model_config
+from mt3.model.decoding import DecodeOptions
+from mt3.model.store import save_model
+from mt3.model.t5 import Transformer
+from tests.conftest import golden_dir
+
+
+@pytest.mark.parametrize("length", [0, 1, 127, 128, 32767, 32768, 65536, 100_000])
+def test_streamed_segments_equal_whole_file_segments(length):
+    audio = np.random.default_rng(length).uniform(-1, 1, length).astype(np.float32)
+    expected, valid = split_segments(audio, 256)
+    chunks = [audio[i : i + 5000] for i in range(0, length, 5000)]
+    streamed = list(iter_segments(chunks, 256))
+    assert len(streamed) == len(expected)
+    for (frame, samples, frames), row, count, index in zip(
+        streamed, expected, valid, range(len(expected))
+    ):
+        assert frame == 256 * index and frames == count
+        np.testing.assert_array_equal(samples, row)
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ckpt") / "tiny"
+    save_model(Transformer(get_model_config("tiny"), rngs=nnx.Rngs(0)), path)
+    return path
+
+
+def write_clip(path, seconds, rate=22050):
+    t = np.arange(int(seconds * rate)) / rate
+    soundfile.write(path, 0.3 * np.sin(2 * np.pi * 330 * t), rate)
+
+
+def test_file_and_array_give_the_same_tokens(tiny_checkpoint, tmp_path):
+    from mt3.audio import load_audio
+    from mt3.model.store import load_model
+
+    path = tmp_path / "clip.flac"
+    write_clip(path, 7.0)
+    options = TranscribeOptions(batch_size=2, decode=DecodeOptions("greedy", max_length=12))
+    transcriber = Transcriber(load_model(tiny_checkpoint), options)
+    from_file = transcriber.transcribe(path)
+    from_array = transcriber.transcribe(load_audio(path))
+    assert [s for _, s in from_file.segments] == [s for _, s in from_array.segments]
+    assert [t for t, _ in from_file.segments] == [0.0, 2.048, 4.096, 6.144]
+    assert all(len(ids) <= 12 for _, ids in from_file.segments)
+    assert from_file.duration_seconds == pytest.approx(7.0)
+
+
+def test_transcribe_cli_outputs(tiny_checkpoint, tmp_path, run_cli):
+    clips = [tmp_path / "a.wav", tmp_path / "b.ogg"]
+    for clip in clips:
+        write_clip(clip, 3.0)
+    reference = tmp_path / "ref.mid"
+    from mt3.notes import Notes, write_midi
+
+    write_midi(Notes.from_records([{"start": 0, "end": 1, "pitch": 64}]), reference)
+    status, out, err = run_cli(
+        "transcribe", *clips, "--checkpoint", tiny_checkpoint, "-o", tmp_path / "out",
+        "--format", "midi,json,png,wav", "--max-tokens", "8", "--reference", reference,
+        "--dump-tokens", tmp_path / "tokens.json", "--instruments", "piano,drums",
+    )  # fmt: skip
+    assert status == 0, err
+    for stem in ("a", "b"):
+        for suffix in (".mid", ".json", ".png", ".wav"):
+            assert (tmp_path / "out" / f"{stem}{suffix}").stat().st_size > 0
+        dump = json.loads((tmp_path / f"tokens.{stem}.json").read_text())
+        assert [s["start_time"] for s in dump["segments"]] == [0.0, 2.048]
+    notes = json.loads((tmp_path / "out" / "a.json").read_text())
+    assert set(notes) >= {"notes", "duration", "invalid_events", "dropped_events"}
+    assert all(n["program"] < 8 for n in notes["notes"] if not n["is_drum"])
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["{clip}"], "no --checkpoint given"),
+        (["{clip}", "--checkpoint", "{tmp}"], "not an mt3 checkpoint"),
+        (["{tmp}/missing.wav", "--checkpoint", "{ckpt}"], "missing.wav: no such audio file"),
+        (["{clip}", "--checkpoint", "{ckpt}", "--format", "mp4"], "--format takes"),
+        (["{clip}", "--checkpoint", "{ckpt}", "--model-config", "ismir2021"], "holds a tiny"),
+        (["{clip}", "--checkpoint", "{ckpt}", "--instruments", "kazoo"], "unknown instrument"),
+        (["{clip}", "{clip}", "--checkpoint", "{ckpt}"], "several inputs are named"),
+        (["{clip}", "--checkpoint", "{ckpt}", "--batch-size", "0"], "batch size"),
+    ],
+)
+def test_transcribe_errors(args, message, tiny_checkpoint, tmp_path, run_cli):
+    clip = tmp_path / "clip.wav"
+    write_clip(clip, 1.0)
+    args = [a.format(clip=clip, tmp=tmp_path, ckpt=tiny_checkpoint) for a in args]
+    status, _, err = run_cli("transcribe", *args, "-o", tmp_path / "out")
+    assert status == 2
+    assert err.startswith("mt3 transcribe: error: ") and err.count("\n") == 1 and message in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_output_bases(tmp_path):
+    assert output_bases(["x/a.wav"], tmp_path / "song.mid") == [tmp_path / "song"]
+    assert output_bases(["x/a.wav", "y/b.mp3"], tmp_path) == [tmp_path / "a", tmp_path / "b"]
+
+
+def test_transcribe_matches_the_original_network(tmp_path, run_cli):
+    """The golden check of golden/model/README: convert the T5X checkpoint, transcribe each clip
+    from its WAV, and require each golden greedy segment to be a prefix of what we emit."""
+    folder = golden_dir("model")
+    cases = json.loads((folder / "cases.json").read_text())
+    converted = tmp_path / "converted"
+    status, _, err = run_cli(
+        "convert-checkpoint", folder / cases["checkpoint"], converted, *cases["convert_args"]
+    )
+    assert status == 0, err
+    for clip in cases["clips"]:
+        dump = tmp_path / "tokens.json"
+        status, _, err = run_cli(
+            "transcribe", folder / clip["audio"], "--checkpoint", converted,
+            "-o", tmp_path / "out.mid", "--dump-tokens", dump, "--batch-size", "3",
+            *cases["transcribe_args"],
+        )  # fmt: skip
+        assert status == 0, err
+        ours = json.loads(dump.read_text())["segments"]
+        golden = json.loads((folder / clip["greedy"]).read_text())["segments"]
+        assert len(ours) == len(golden)
+        for segment, expected in zip(ours, golden):
+            assert segment["tokens"][: len(expected["tokens"])] == expected["tokens"]
+
+
+@pytest.mark.slow
+def test_one_hour_file_with_bounded_memory(tmp_path):
+    """`mt3 transcribe` on a 60-minute 44.1 kHz stereo FLAC with the full-size mt3 network
+    (random weights, 8 ids per segment so that the run takes minutes): peak memory < 3 GB."""
+    import resource
+    import subprocess
+    import sys
+
+    checkpoint = tmp_path / "mt3"
+    save_model(Transformer(get_model_config("mt3"), rngs=nnx.Rngs(0)), checkpoint)
+    audio = tmp_path / "hour.flac"
+    rng = np.random.default_rng(0)
+    with soundfile.SoundFile(audio, "w", samplerate=44100, channels=2, subtype="PCM_16") as f:
+        t = np.arange(44100 * 60) / 44100
+        for minute in range(60):
+            wave = 0.2 * np.sin(2 * np.pi * (220 + minute) * t) + 0.01 * rng.standard_normal(t.size)
+            f.write(np.stack([wave, wave], axis=1).astype(np.float32))
+    result = subprocess.run(
+        [sys.executable, "-m", "mt3", "transcribe", str(audio), "--checkpoint", str(checkpoint),
+         "--max-tokens", "8", "-o", str(tmp_path / "out")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    peak_bytes = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    assert peak_bytes < 3e9, f"peak memory {peak_bytes / 1e9:.2f} GB"
+    assert "3600/3600 s audio" in result.stderr
+    assert (tmp_path / "out" / "hour.mid").is_file()
