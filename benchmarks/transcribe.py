@@ -23,6 +23,7 @@ from flax import nnx
 from mt3.audio import SAMPLE_RATE, split_segments
 from mt3.events import notes_to_segment_tokens
 from mt3.model.config import ModelConfig, get_model_config
+from mt3.model.decoding import PHASE_LENGTH, phase_limits
 from mt3.model.t5 import Transformer
 from mt3.spectrogram import log_mel
 
@@ -51,27 +52,32 @@ def encoder_flops(config: ModelConfig, frames: int) -> float:
 
 
 def decoder_step_flops(config: ModelConfig, cache_length: int, frames: int) -> float:
-    """Per token, as computed (attention runs over the whole cache, masked)."""
+    """Per token, as computed (self-attention over ``cache_length`` positions, masked)."""
     d, j, f = config.emb_dim, config.joined_dim, config.mlp_dim
     per_layer = 2 * (6 * d * j + 3 * d * f) + 2 * 2 * (cache_length + frames) * j
     return config.num_decoder_layers * per_layer + 2 * d * config.vocab_size
 
 
 def make_forced_decoder(graphdef, max_length: int):
-    """Front end + encoder + cached decoding that feeds given tokens for ``steps`` steps."""
+    """Front end + encoder + cached decoding that feeds given tokens for ``steps`` steps, in the
+    same cache-length phases as mt3.model.decoding."""
 
     def run(state, samples, valid, forced, steps):
         model = nnx.merge(graphdef, state)
         encoded = model.encode(log_mel(samples, valid))
-        cache = model.decoder.init_cache(encoded, max_length)
+        cache = model.decoder.init_cache(encoded, max_length, PHASE_LENGTH)
+        carry = (jnp.int32(0), cache, jnp.int32(0))
+        for limit in phase_limits(max_length, PHASE_LENGTH):
 
-        def body(index, carry):
-            cache, checksum = carry
-            logits, cache = model.decoder.decode_step(forced[:, index], cache, index)
-            return cache, checksum + jnp.argmax(logits, axis=-1).sum()
+            def body(carry, limit=limit):
+                index, cache, checksum = carry
+                logits, cache = model.decoder.decode_step(forced[:, index], cache, index, limit)
+                return index + 1, cache, checksum + jnp.argmax(logits, axis=-1).sum()
 
-        _, checksum = jax.lax.fori_loop(0, steps, body, (cache, jnp.int32(0)))
-        return checksum
+            carry = jax.lax.while_loop(
+                lambda c, limit=limit: (c[0] < limit) & (c[0] < steps), body, carry
+            )
+        return carry[2]
 
     return jax.jit(run)
 
@@ -91,7 +97,12 @@ def print_row(name: str, rate: str, flops: float, peak: float) -> None:
 
 
 def generated_audio_and_tokens(seconds: float, config: ModelConfig):
-    from benchmarks.audio import generated_piece
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from audio import generated_piece
+
     from mt3.render import render_notes
 
     notes = generated_piece(seconds, seed=1)
@@ -132,7 +143,7 @@ def main() -> None:
     steps = 64
     for batch in (1, 8, 32):
         per_step = decoder_seconds_per_step(graphdef, state, config, batch, steps, args.repeats)
-        flops = batch * decoder_step_flops(config, config.max_decode_length, frames) / per_step
+        flops = batch * decoder_step_flops(config, PHASE_LENGTH, frames) / per_step
         rate = f"{batch / per_step:.0f} tokens/s"
         print_row(f"decoder, cached (batch {batch})", rate, flops, peak)
 

@@ -30,7 +30,7 @@ from mt3.audio import (
     stream_audio,
 )
 from mt3.events import segment_tokens_to_notes
-from mt3.model.decoding import DecodeOptions, decode, instrument_logit_bias
+from mt3.model.decoding import PHASE_LENGTH, DecodeOptions, decode, instrument_logit_bias
 from mt3.model.t5 import Transformer
 from mt3.notes import Notes
 from mt3.spectrogram import log_mel
@@ -99,7 +99,7 @@ class Transcriber:
         def transcribe_batch(state, samples, num_valid_frames):
             model = nnx.merge(graphdef, state)
             encoded = model.encode(log_mel(samples, num_valid_frames))
-            cache = model.decoder.init_cache(encoded, max_length)
+            cache = model.decoder.init_cache(encoded, max_length, PHASE_LENGTH)
             return decode(model.decoder.decode_step, cache, batch, decode_options, logit_bias)
 
         self._transcribe_batch = jax.jit(transcribe_batch)

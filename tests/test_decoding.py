@@ -26,7 +26,7 @@ def table_callback(table: np.ndarray):
     The cache counts calls per row so tests can see the loop stop early."""
     table = jnp.asarray(table, jnp.float32)
 
-    def tokens_to_logits(tokens, cache, index):
+    def tokens_to_logits(tokens, cache, index, limit):
         logits = jnp.broadcast_to(
             table[jnp.minimum(index, table.shape[0] - 1)], (tokens.shape[0], VOCAB)
         )
@@ -85,7 +85,7 @@ def history_callback():
     sequence ends with certainty, after 3 it does not. Greedy picks 3 (p=0.55) then a
     0.3-probability EOS; the best sequence is 2 EOS (0.45 * 1.0)."""
 
-    def tokens_to_logits(tokens, cache, index):
+    def tokens_to_logits(tokens, cache, index, limit):
         first = jnp.full((VOCAB,), -20.0).at[3].set(np.log(0.55)).at[2].set(np.log(0.45))
         after_two = jnp.full((VOCAB,), -20.0).at[EOS].set(0.0)
         after_three = jnp.full((VOCAB,), np.log(0.7 / 6)).at[EOS].set(np.log(0.3))
@@ -120,7 +120,7 @@ def test_beam_cache_follows_the_beams():
     second_after_three, second_after_two = row(t5=0.5, t4=0.49), row(t5=0.99)
     after_three, after_two = row(t1=0.99), row(t6=0.99)
 
-    def tokens_to_logits(tokens, cache, index):
+    def tokens_to_logits(tokens, cache, index, limit):
         cache = cache.at[:, index].set(tokens)
         second = jnp.where((tokens == 3)[:, None], second_after_three, second_after_two)
         third = jnp.where((cache[:, 1] == 3)[:, None], after_three, after_two)

@@ -111,10 +111,11 @@ def test_cached_greedy_and_beam_one_tokens_match_mt3(golden_model, clip):
     @jax.jit
     def run(state, features):
         network = nnx.merge(graphdef, state)
-        cache = network.decoder.init_cache(network.encode(features), 64)
+        cache = network.decoder.init_cache(network.encode(features), 64, 32)
         step = network.decoder.decode_step
-        greedy = greedy_decode(step, cache, features.shape[0], 64)
-        beam, _ = beam_search(step, cache, features.shape[0], 64, num_beams=1)
+        # 32-position phases: the 64 golden steps cross a phase (cache chunk) boundary.
+        greedy = greedy_decode(step, cache, features.shape[0], 64, phase_length=32)
+        beam, _ = beam_search(step, cache, features.shape[0], 64, num_beams=1, phase_length=32)
         return greedy, beam
 
     greedy, beam = run(state, inputs)
@@ -199,8 +200,8 @@ def test_tiny_trains_and_decodes():
     model, losses = train_steps("tiny", 8, 24)
     assert all(np.isfinite(losses)) and losses[-1] < losses[0]
     features = jnp.zeros((1, 256, 512), jnp.float32)
-    cache = model.decoder.init_cache(model.encode(features), 16)
-    tokens = greedy_decode(model.decoder.decode_step, cache, 1, 16)
+    cache = model.decoder.init_cache(model.encode(features), 16, 8)
+    tokens = greedy_decode(model.decoder.decode_step, cache, 1, 16, phase_length=8)
     assert tokens.shape == (1, 16)
 
 

@@ -1,10 +1,13 @@
 """Autoregressive decoding as pure functions of a ``tokens_to_logits`` callback.
 
-``tokens_to_logits(tokens [N], cache, index) -> (logits float32 [N, V], cache)`` scores the next
-token for every row given the token at decoder position ``index``; ``cache`` is any pytree whose
-leaves have the batch (N) as their leading axis. Everything runs inside one ``lax.while_loop``, so a
-whole batch of segments decodes in a single jitted call, and stops as soon as every row is done or
-at ``max_length`` tokens.
+``tokens_to_logits(tokens [N], cache, index, limit) -> (logits float32 [N, V], cache)`` scores
+the next token for every row given the token at decoder position ``index``; ``cache`` is any
+pytree whose leaves have the batch (N) as their leading axis; ``limit`` is a static bound on the
+positions decoded so far (index < limit), so a cached decoder only reads that much of its cache.
+The steps run in phases of ``phase_length`` positions, each a ``lax.while_loop`` with its own
+static ``limit``: a batch of segments decodes in one jitted call, reads a cache slice that grows
+with the output instead of the whole 1024 positions at every step, and stops as soon as every row
+is done or at ``max_length`` tokens.
 
 Three searches:
 
@@ -38,7 +41,15 @@ NEG_INF = -1.0e7  # t5x's "minus infinity" for beam scores
 FORBIDDEN = -1.0e9  # logit bias of a forbidden token
 DECODE_MODES = ("mt3", "greedy", "beam")
 
-TokensToLogits = Callable[[jax.Array, Any, jax.Array], tuple[jax.Array, Any]]
+TokensToLogits = Callable[[jax.Array, Any, jax.Array, int], tuple[jax.Array, Any]]
+PHASE_LENGTH = 128
+
+
+def phase_limits(max_length: int, phase_length: int) -> list[int]:
+    """Static upper bounds of the decoding phases: 128, 256, ..., max_length."""
+    return [
+        min(end, max_length) for end in range(phase_length, max_length + phase_length, phase_length)
+    ]
 
 
 class DecodeError(ValueError):
@@ -85,26 +96,31 @@ def greedy_decode(
     *,
     eos_id: int = EOS_ID,
     logit_bias=None,
+    phase_length: int = PHASE_LENGTH,
 ) -> jax.Array:
     """Argmax decoding from start token 0; rows stop after EOS. Returns int32 [B, max_length]."""
 
-    def cond(state):
-        index, _, done, _ = state
-        return (index < max_length) & ~jnp.all(done)
+    def phase(limit):
+        def cond(state):
+            index, _, done, _ = state
+            return (index < limit) & ~jnp.all(done)
 
-    def body(state):
-        index, tokens, done, cache = state
-        logits, cache = tokens_to_logits(tokens[:, index], cache, index)
-        if logit_bias is not None:
-            logits = logits + logit_bias
-        chosen = jnp.where(done, PAD_ID, jnp.argmax(logits, axis=-1).astype(jnp.int32))
-        tokens = jax.lax.dynamic_update_slice(tokens, chosen[:, None], (0, index + 1))
-        return index + 1, tokens, done | (chosen == eos_id), cache
+        def body(state):
+            index, tokens, done, cache = state
+            logits, cache = tokens_to_logits(tokens[:, index], cache, index, limit)
+            if logit_bias is not None:
+                logits = logits + logit_bias
+            chosen = jnp.where(done, PAD_ID, jnp.argmax(logits, axis=-1).astype(jnp.int32))
+            tokens = jax.lax.dynamic_update_slice(tokens, chosen[:, None], (0, index + 1))
+            return index + 1, tokens, done | (chosen == eos_id), cache
+
+        return cond, body
 
     tokens = jnp.zeros((batch_size, max_length + 1), jnp.int32)
-    done = jnp.zeros(batch_size, bool)
-    _, tokens, _, _ = jax.lax.while_loop(cond, body, (jnp.int32(0), tokens, done, cache))
-    return tokens[:, 1:]
+    state = (jnp.int32(0), tokens, jnp.zeros(batch_size, bool), cache)
+    for limit in phase_limits(max_length, phase_length):
+        state = jax.lax.while_loop(*phase(limit), state)
+    return state[1][:, 1:]
 
 
 def brevity_penalty(alpha: float, length) -> jax.Array:
@@ -133,6 +149,7 @@ def beam_search(
     alpha: float = 0.6,
     eos_id: int = EOS_ID,
     logit_bias=None,
+    phase_length: int = PHASE_LENGTH,
 ) -> tuple[jax.Array, jax.Array]:
     """t5x-style beam search (module docstring). ``cache`` leaves have batch size B and are
     repeated per beam here. Returns the best sequence int32 [B, max_length] and its score [B]."""
@@ -149,17 +166,16 @@ def beam_search(
         cache=cache,
     )
 
-    def cond(state):
+    def searching(state):
         best_live = state["live_logprobs"][:, :1] / min_penalty
         worst_finished = jnp.min(state["finished_scores"], axis=1, keepdims=True)
         worst_finished = jnp.where(state["finished_flags"], worst_finished, NEG_INF)
-        terminated = jnp.all(worst_finished > best_live)
-        return (state["index"] < length - 1) & ~terminated
+        return ~jnp.all(worst_finished > best_live)
 
-    def body(state):
+    def body(state, limit):
         index = state["index"]
         last = state["live_seqs"][:, :, index].reshape(-1)
-        logits, cache = tokens_to_logits(last, state["cache"], index)
+        logits, cache = tokens_to_logits(last, state["cache"], index, limit)
         if logit_bias is not None:
             logits = logits + logit_bias
         vocab = logits.shape[-1]
@@ -194,7 +210,12 @@ def beam_search(
             cache=live_cache,
         )
 
-    state = jax.lax.while_loop(cond, body, state)
+    for limit in phase_limits(max_length, phase_length):
+        state = jax.lax.while_loop(
+            lambda state, limit=limit: (state["index"] < limit) & searching(state),
+            lambda state, limit=limit: body(state, limit),
+            state,
+        )
     any_finished = jnp.any(state["finished_flags"], axis=1)
     seqs = jnp.where(any_finished[:, None], state["finished_seqs"][:, 0], state["live_seqs"][:, 0])
     scores = jnp.where(any_finished, state["finished_scores"][:, 0], state["live_logprobs"][:, 0])

@@ -94,21 +94,39 @@ class Attention(nnx.Module):
         self.num_heads, self.head_dim, self.precision = config.num_heads, config.head_dim, precision
 
     def heads(self, x: jax.Array) -> jax.Array:
-        return x.reshape(*x.shape[:-1], self.num_heads, self.head_dim)
+        """[B, T, H * D] -> [B, H, T, D] (heads major, as T5X joins them)."""
+        x = x.reshape(*x.shape[:-1], self.num_heads, self.head_dim)
+        return jnp.swapaxes(x, -3, -2)
 
     def project_kv(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """Keys and values [B, K, H, D] of a key/value input [B, K, d]."""
+        """Keys and values [B, H, K, D] of a key/value input [B, K, d]."""
         return self.heads(self.key(x)), self.heads(self.value(x))
 
     def attend(self, x, keys, values, bias, deterministic=True) -> jax.Array:
-        """Queries from x [B, Q, d] over keys/values [B, K, H, D]; bias [B|1, 1|H, Q, K]."""
+        """Queries from x [B, Q, d] over keys/values [B, H, K, D]; bias [B|1, 1|H, Q, K].
+
+        ``keys`` and ``values`` may also be tuples of chunks along K, attended as their
+        concatenation without building it (the cached decoder's self-attention cache).
+        Head-major layouts keep each head's rows contiguous, so the per-step attention of the
+        cached decoder reads its caches at memory speed.
+        """
         query = self.heads(self.query(x))
-        logits = jnp.einsum("bqhd,bkhd->bhqk", query, keys, precision=self.precision)
+        key_chunks = keys if isinstance(keys, tuple) else (keys,)
+        value_chunks = values if isinstance(values, tuple) else (values,)
+        logits = jnp.concatenate(
+            [jnp.einsum("bhqd,bhkd->bhqk", query, k, precision=self.precision) for k in key_chunks],
+            axis=-1,
+        )
         if bias is not None:
             logits = logits + bias
         weights = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
         weights = self.dropout(weights, deterministic=deterministic)
-        mixed = jnp.einsum("bhqk,bkhd->bqhd", weights, values, precision=self.precision)
+        mixed, start = 0.0, 0
+        for chunk in value_chunks:
+            part = weights[..., start : start + chunk.shape[-2]]
+            mixed = mixed + jnp.einsum("bhqk,bhkd->bhqd", part, chunk, precision=self.precision)
+            start += chunk.shape[-2]
+        mixed = jnp.swapaxes(mixed, -3, -2)
         return self.out(mixed.reshape(*mixed.shape[:-2], -1))
 
     def __call__(self, x, kv, bias, deterministic=True) -> jax.Array:
@@ -197,13 +215,18 @@ class Encoder(nnx.Module):
 
 
 class DecodeCache(NamedTuple):
-    """Keys/values for cached decoding, batch first: self [B, L, T, H, D], cross [B, L, S, H, D]
-    (L layers, T decoder positions, S encoder frames, H heads, D head width)."""
+    """Keys/values for cached decoding, per layer, batch first (H heads, D head width).
 
-    self_keys: jax.Array
-    self_values: jax.Array
-    cross_keys: jax.Array
-    cross_values: jax.Array
+    ``self_keys[layer]`` is a tuple of chunks [B, H, C, D] covering decoder positions
+    [0, C), [C, 2C), ...; ``cross_keys[layer]`` is [B, H, S, D] for the S encoder frames.
+    Chunks let the decoder read only the positions written so far without slicing a buffer it
+    also updates, which XLA would answer by copying the whole cache at every step.
+    """
+
+    self_keys: tuple
+    self_values: tuple
+    cross_keys: tuple
+    cross_values: tuple
 
 
 class Decoder(nnx.Module):
@@ -256,38 +279,59 @@ class Decoder(nnx.Module):
             y = layer(y, None, self_bias, cross_kv, cross_bias, deterministic)
         return self.head(y, deterministic)
 
-    def init_cache(self, encoded: jax.Array, max_length: int) -> DecodeCache:
-        """Empty self-attention caches and the encoder's keys/values, computed once."""
-        batch = encoded.shape[0]
+    def init_cache(self, encoded: jax.Array, max_length: int, chunk_length: int) -> DecodeCache:
+        """Empty self-attention caches in chunks of ``chunk_length`` positions (the last one
+        shorter when needed), and the encoder's keys/values, computed once."""
         config = self.config
-        shape = (batch, config.num_decoder_layers, max_length, config.num_heads, config.head_dim)
-        cross = [layer.encoder_decoder_attention.project_kv(encoded) for layer in self.layers()]
+        chunk_length = min(chunk_length, max_length)
+        sizes = [min(chunk_length, max_length - s) for s in range(0, max_length, chunk_length)]
+        zeros = lambda: tuple(  # noqa: E731
+            jnp.zeros((encoded.shape[0], config.num_heads, size, config.head_dim), jnp.float32)
+            for size in sizes
+        )
+        layers = self.layers()
+        cross = [layer.encoder_decoder_attention.project_kv(encoded) for layer in layers]
         return DecodeCache(
-            jnp.zeros(shape, jnp.float32),
-            jnp.zeros(shape, jnp.float32),
-            jnp.stack([k for k, _ in cross], axis=1),
-            jnp.stack([v for _, v in cross], axis=1),
+            tuple(zeros() for _ in layers),
+            tuple(zeros() for _ in layers),
+            tuple(k for k, _ in cross),
+            tuple(v for _, v in cross),
         )
 
-    def decode_step(self, tokens: jax.Array, cache: DecodeCache, index: jax.Array):
-        """Logits float32 [B, vocab] for ``tokens`` [B] at position ``index``; the updated cache."""
+    def decode_step(self, tokens: jax.Array, cache: DecodeCache, index: jax.Array, limit: int):
+        """Logits float32 [B, vocab] for ``tokens`` [B] at position ``index``; the updated cache.
+
+        ``limit`` (static) is the end of the cache chunk that holds ``index``: the step writes
+        that chunk and attends to it and the chunks before it. The search must therefore run in
+        phases of exactly the cache's chunk length (mt3.model.decoding's ``phase_length``).
+        """
         y = self.embed(tokens[:, None], index[None])
-        max_length = cache.self_keys.shape[2]
-        self_bias = jnp.where(jnp.arange(max_length) <= index, 0.0, NEG_BIAS)[None, None, None]
+        chunk_length = cache.self_keys[0][0].shape[2]
+        total = sum(chunk.shape[2] for chunk in cache.self_keys[0])
+        if limit % chunk_length and limit != total:
+            raise ValueError(
+                f"decoding phase ends at {limit}, but the cache has chunks of {chunk_length}; "
+                "use the same phase length as the cache's chunk length"
+            )
+        current = -(-limit // chunk_length) - 1  # static index of the chunk being filled
+        offset = index - current * chunk_length
+        positions = jnp.arange(current * chunk_length + cache.self_keys[0][current].shape[2])
+        self_bias = jnp.where(positions <= index, 0.0, NEG_BIAS)[None, None, None]
         self_keys, self_values = [], []
         for i, layer in enumerate(self.layers()):
             h = layer.pre_self_attention_layer_norm(y)
             new_keys, new_values = layer.self_attention.project_kv(h)
-            at = (0, index, 0, 0)
-            keys = jax.lax.dynamic_update_slice(cache.self_keys[:, i], new_keys, at)
-            values = jax.lax.dynamic_update_slice(cache.self_values[:, i], new_values, at)
-            self_keys.append(keys)
-            self_values.append(values)
-            cross_kv = (cache.cross_keys[:, i], cache.cross_values[:, i])
-            y = layer(y, (keys, values), self_bias, cross_kv, None, deterministic=True)
-        cache = cache._replace(
-            self_keys=jnp.stack(self_keys, axis=1), self_values=jnp.stack(self_values, axis=1)
-        )
+            at = (0, 0, offset, 0)
+            keys = list(cache.self_keys[i])
+            values = list(cache.self_values[i])
+            keys[current] = jax.lax.dynamic_update_slice(keys[current], new_keys, at)
+            values[current] = jax.lax.dynamic_update_slice(values[current], new_values, at)
+            self_keys.append(tuple(keys))
+            self_values.append(tuple(values))
+            self_kv = (tuple(keys[: current + 1]), tuple(values[: current + 1]))
+            cross_kv = (cache.cross_keys[i], cache.cross_values[i])
+            y = layer(y, self_kv, self_bias, cross_kv, None, deterministic=True)
+        cache = cache._replace(self_keys=tuple(self_keys), self_values=tuple(self_values))
         return self.head(y, deterministic=True)[:, 0], cache
 
 
