@@ -4,16 +4,19 @@
 
 Prints: this machine's float32 matmul FLOP/s (a 2048^3 product), the encoder's segments/s with its
 FLOP/s and share of that peak, the cached decoder's tokens/s at batch 1, 8 and 32 with the same,
-and the real-time factor of the whole pipeline (log-mel, encoder, cached decoding, batch 8) on a
-generated multi-instrument piece rendered with the General MIDI soundfont. Weights are random, so
-the decoder is driven with the piece's reference tokens: each batch runs as many steps as its
-longest reference segment, as a trained model that emits EOS there would.
+and the real-time factor of the whole pipeline (log-mel, encoder, MT3's search, batch 8) on a
+multi-instrument piece rendered with the General MIDI soundfont: by default the first minute of
+Slakh2100's Track00001 (../shared/dataset_samples), else a generated dense band. Weights are
+random, so the decoder is driven with the piece's reference tokens: each batch runs as many steps
+as its longest reference segment, as a trained model that emits EOS there would.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -23,7 +26,7 @@ from flax import nnx
 from mt3.audio import SAMPLE_RATE, split_segments
 from mt3.events import notes_to_segment_tokens
 from mt3.model.config import ModelConfig, get_model_config
-from mt3.model.decoding import PHASE_LENGTH, phase_limits
+from mt3.model.decoding import PHASE_LENGTH, DecodeOptions, decode
 from mt3.model.t5 import Transformer
 from mt3.spectrogram import log_mel
 
@@ -58,60 +61,82 @@ def decoder_step_flops(config: ModelConfig, cache_length: int, frames: int) -> f
     return config.num_decoder_layers * per_layer + 2 * d * config.vocab_size
 
 
-def make_forced_decoder(graphdef, max_length: int):
-    """Front end + encoder + cached decoding that feeds given tokens for ``steps`` steps, in the
-    same cache-length phases as mt3.model.decoding."""
+FORCE = 1e4  # added to the forced token's logit: the search then emits the reference tokens
 
-    def run(state, samples, valid, forced, steps):
+
+def make_pipeline(graphdef, config: ModelConfig, options: DecodeOptions):
+    """The transcription function of mt3.infer (log-mel, encoder, cached search), with the
+    decoder's logits nudged towards given target ids so that it emits the reference tokens and
+    stops at their EOS like a trained model would; everything else is the real search."""
+    beams = options.num_beams if options.mode == "beam" else 1
+
+    def run(state, samples, valid, targets):
         model = nnx.merge(graphdef, state)
         encoded = model.encode(log_mel(samples, valid))
-        cache = model.decoder.init_cache(encoded, max_length, PHASE_LENGTH)
-        carry = (jnp.int32(0), cache, jnp.int32(0))
-        for limit in phase_limits(max_length, PHASE_LENGTH):
+        cache = model.decoder.init_cache(encoded, options.max_length, PHASE_LENGTH)
+        rows = jnp.repeat(targets, beams, axis=0)
 
-            def body(carry, limit=limit):
-                index, cache, checksum = carry
-                logits, cache = model.decoder.decode_step(forced[:, index], cache, index, limit)
-                return index + 1, cache, checksum + jnp.argmax(logits, axis=-1).sum()
+        def forced(tokens, cache, index, limit):
+            logits, cache = model.decoder.decode_step(tokens, cache, index, limit)
+            boost = jax.nn.one_hot(rows[:, index], logits.shape[-1]) * FORCE
+            return logits + boost, cache
 
-            carry = jax.lax.while_loop(
-                lambda c, limit=limit: (c[0] < limit) & (c[0] < steps), body, carry
-            )
-        return carry[2]
+        return decode(forced, cache, samples.shape[0], options)
 
     return jax.jit(run)
 
 
 def decoder_seconds_per_step(graphdef, state, config, batch, steps, repeats) -> float:
-    """Cached decoding time per step: (run of ``steps`` steps - run of 0 steps) / steps."""
-    decoder = make_forced_decoder(graphdef, config.max_decode_length)
+    """Time per decoding step: (a run emitting ``steps`` ids - a run emitting only EOS) / steps."""
+    options = DecodeOptions("mt3", max_length=config.max_decode_length)
+    pipeline = make_pipeline(graphdef, config, options)
     samples = np.zeros((batch, config.segment_frames * 128), np.float32)
     valid = np.full(batch, config.segment_frames, np.int32)
-    forced = jnp.full((batch, config.max_decode_length), 1100, jnp.int32)
-    run = lambda n: decoder(state, samples, valid, forced, n).block_until_ready()  # noqa: E731
-    return (best_time(lambda: run(steps), repeats) - best_time(lambda: run(0), repeats)) / steps
+
+    def targets(count):
+        ids = np.zeros((batch, config.max_decode_length), np.int32)
+        ids[:, : count - 1] = 1100  # pitch 96: any non-EOS event id
+        ids[:, count - 1] = 1  # EOS
+        return ids
+
+    long, short = targets(steps + 1), targets(1)
+    run = lambda ids: pipeline(state, samples, valid, ids).block_until_ready()  # noqa: E731
+    return (best_time(lambda: run(long), repeats) - best_time(lambda: run(short), repeats)) / steps
 
 
 def print_row(name: str, rate: str, flops: float, peak: float) -> None:
     print(f"| {name:<34} | {rate:>18} | {flops / 1e9:8.1f} | {flops / peak:6.0%} |")
 
 
-def generated_audio_and_tokens(seconds: float, config: ModelConfig):
-    import sys
-    from pathlib import Path
+SLAKH_SAMPLE = (
+    Path(__file__).resolve().parents[2]
+    / "shared/dataset_samples/slakh/babyslakh_16k/Track00001/all_src.mid"
+)
 
-    sys.path.insert(0, str(Path(__file__).parent))
-    from audio import generated_piece
 
+def piece_audio_and_tokens(midi: str | None, seconds: float, config: ModelConfig):
+    """A MIDI file (default: Slakh2100 Track00001 from ../shared, else a generated dense band)
+    rendered with the GM soundfont to 16 kHz, its first ``seconds``, and its reference tokens."""
+    from mt3.notes import read_midi
     from mt3.render import render_notes
 
-    notes = generated_piece(seconds, seed=1)
+    if midi is None and SLAKH_SAMPLE.is_file():
+        midi = str(SLAKH_SAMPLE)
+    if midi is None:
+        sys.path.insert(0, str(Path(__file__).parent))
+        from audio import generated_piece
+
+        notes, name = generated_piece(seconds, seed=1), "generated band (7 instruments + drums)"
+    else:
+        notes, name = read_midi(midi).notes, Path(midi).parent.name + "/" + Path(midi).name
+        notes = notes.select(notes.start < seconds)
+        notes = notes.replace(end=np.minimum(notes.end, seconds))
     audio = render_notes(notes, SAMPLE_RATE).mean(axis=1)[: int(seconds * SAMPLE_RATE)]
     segments = notes_to_segment_tokens(
         notes, config.vocab, num_samples=audio.size, segment_frames=config.segment_frames,
         max_length=None,
     )  # fmt: skip
-    return notes, audio.astype(np.float32), segments
+    return name, notes, audio.astype(np.float32), segments
 
 
 def main() -> None:
@@ -119,6 +144,8 @@ def main() -> None:
     parser.add_argument("--variant", default="mt3")
     parser.add_argument("--seconds", type=float, default=60.0, help="length of the test piece")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=8, help="segments per call (piece)")
+    parser.add_argument("--midi", help="piece to render (default: the Slakh sample in ../shared)")
     args = parser.parse_args()
 
     config = get_model_config(args.variant)
@@ -147,42 +174,49 @@ def main() -> None:
         rate = f"{batch / per_step:.0f} tokens/s"
         print_row(f"decoder, cached (batch {batch})", rate, flops, peak)
 
-    notes, audio, segments = generated_audio_and_tokens(args.seconds, config)
+    name, notes, audio, segments = piece_audio_and_tokens(args.midi, args.seconds, config)
     pieces, valid = split_segments(audio, frames)
     lengths = np.array([len(s.tokens) for s in segments])
-    forced = np.zeros((len(segments), config.max_decode_length), np.int32)
+    targets = np.zeros((len(segments), config.max_decode_length), np.int32)
     for row, segment in enumerate(segments):
-        forced[row, 1 : min(len(segment.tokens), config.max_decode_length)] = segment.tokens[
-            : config.max_decode_length - 1
-        ]
-    batch = 8
-    decoder = make_forced_decoder(graphdef, config.max_decode_length)
+        count = min(len(segment.tokens), config.max_decode_length)
+        targets[row, :count] = segment.tokens[:count]
+    batch = args.batch_size
+    options = DecodeOptions("mt3", max_length=config.max_decode_length)
+    pipeline = make_pipeline(graphdef, config, options)
 
     def whole_piece():
         results = []
         for begin in range(0, len(segments), batch):
             rows = slice(begin, begin + batch)
-            chunk, chunk_valid, chunk_forced = pieces[rows], valid[rows], forced[rows]
-            if chunk.shape[0] < batch:
-                pad = batch - chunk.shape[0]
+            chunk, chunk_valid, chunk_targets = pieces[rows], valid[rows], targets[rows]
+            pad = batch - chunk.shape[0]
+            if pad:
                 chunk = np.concatenate([chunk, np.zeros((pad, chunk.shape[1]), np.float32)])
                 chunk_valid = np.concatenate([chunk_valid, np.ones(pad, np.int32)])
-                chunk_forced = np.concatenate(
-                    [chunk_forced, np.zeros((pad, forced.shape[1]), np.int32)]
-                )
-            steps = int(lengths[rows].max())
-            results.append(decoder(state, chunk, chunk_valid, chunk_forced, steps))
-        jax.block_until_ready(results)
+                empty = np.zeros((pad, targets.shape[1]), np.int32)
+                empty[:, 0] = 1  # padding rows stop at once
+                chunk_targets = np.concatenate([chunk_targets, empty])
+            results.append(pipeline(state, chunk, chunk_valid, chunk_targets))
+        emitted = np.concatenate([np.asarray(r) for r in results])[: len(segments)]
+        return emitted
 
+    emitted = whole_piece()
+    matches = sum(
+        emitted[row, : lengths[row]].tolist() == segments[row].tokens
+        for row in range(len(segments))
+    )
+    assert matches == len(segments), f"forced decoding reproduced {matches}/{len(segments)}"
     elapsed = best_time(whole_piece, 1)
     print()
     print(
-        f"Piece: {args.seconds:.0f} s generated band (7 instruments + drums, {len(notes)} notes), "
+        f"Piece: {args.seconds:.0f} s of {name} ({len(notes)} notes, "
+        f"{len(set(notes.program[~notes.is_drum].tolist()))} programs + drums), "
         f"{len(segments)} segments, reference tokens per segment: mean {lengths.mean():.0f}, "
         f"max {lengths.max()}"
     )
     print(
-        f"Whole pipeline (log-mel + encoder + cached decoding, batch {batch}): "
+        f"Whole pipeline (log-mel + encoder + MT3's beam-1 search, batch {batch}): "
         f"{elapsed:.1f} s -> {args.seconds / elapsed:.2f}x real time"
     )
 

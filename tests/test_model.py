@@ -205,9 +205,13 @@ def test_tiny_trains_and_decodes():
     assert tokens.shape == (1, 16)
 
 
-def test_mt3_takes_a_training_step():
-    _, losses = train_steps("mt3", 2, 16)
+def test_mt3_takes_a_training_step_and_decodes():
+    model, losses = train_steps("mt3", 2, 16)
     assert all(np.isfinite(losses)) and losses[1] < losses[0]
+    features = jnp.zeros((2, 256, 512), jnp.float32)
+    cache = model.decoder.init_cache(model.encode(features), 8, 4)
+    tokens, _ = beam_search(model.decoder.decode_step, cache, 2, 8, num_beams=1, phase_length=4)
+    assert tokens.shape == (2, 8) and int(tokens.min()) >= 0
 
 
 def test_loss_is_summed_cross_entropy_plus_z_loss():

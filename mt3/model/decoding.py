@@ -191,8 +191,11 @@ def beam_search(
         # Live: the best `beams` candidates that did not just end.
         alive_log_probs, alive = jax.lax.top_k(top_log_probs + newly_finished * NEG_INF, beams)
         live_seqs = _take_beams(top_seqs, alive)
-        parents = _take_beams(top_beams, alive)
-        live_cache = jax.tree.map(lambda x: _take_flat_beams(x, parents), cache)
+        if beams == 1:  # the only live beam always continues itself: no cache copy
+            live_cache = cache
+        else:
+            parents = _take_beams(top_beams, alive)
+            live_cache = jax.tree.map(lambda x: _take_flat_beams(x, parents), cache)
 
         # Finished: merge the new "prefix + EOS" candidates, length-normalised, with the old.
         scores = top_log_probs / brevity_penalty(alpha, index + 1) + (~newly_finished) * NEG_INF
