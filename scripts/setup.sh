@@ -34,4 +34,7 @@ PY
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".[${EXTRAS}]"
+# The soundfont renderer (mt3 transcribe --format wav). --no-deps: its pyaudio requirement is for
+# live playback only, and pyaudio needs PortAudio headers to build.
+.venv/bin/python -m pip install -q --no-deps tinysoundfont==0.3.7
 echo "setup: done. Run the command line as .venv/bin/mt3 (try: .venv/bin/mt3 --help)"
