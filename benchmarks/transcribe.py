@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import jax
@@ -30,15 +29,8 @@ from mt3.model.decoding import PHASE_LENGTH, DecodeOptions, decode
 from mt3.model.t5 import Transformer
 from mt3.spectrogram import log_mel
 
-
-def best_time(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+sys.path.insert(0, str(Path(__file__).parent))
+from audio import best_time, generated_piece  # noqa: E402  (benchmarks/audio.py)
 
 
 def matmul_flops_per_second(repeats: int) -> float:
@@ -123,9 +115,6 @@ def piece_audio_and_tokens(midi: str | None, seconds: float, config: ModelConfig
     if midi is None and SLAKH_SAMPLE.is_file():
         midi = str(SLAKH_SAMPLE)
     if midi is None:
-        sys.path.insert(0, str(Path(__file__).parent))
-        from audio import generated_piece
-
         notes, name = generated_piece(seconds, seed=1), "generated band (7 instruments + drums)"
     else:
         notes, name = read_midi(midi).notes, Path(midi).parent.name + "/" + Path(midi).name

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from mt3.cli import command_parser
+
 EPILOG = """\
 examples:
   gsutil -m cp -r gs://mt3/checkpoints/mt3 .        (once, on a machine with network access)
@@ -17,12 +19,12 @@ checked against the network; missing, extra or mis-shaped arrays are named.
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
+    parser = command_parser(
+        subparsers,
         "convert-checkpoint",
-        help="Magenta's T5X checkpoint -> mt3 checkpoint",
-        description=__doc__.split(": ", 1)[1],
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "Magenta's T5X checkpoint -> mt3 checkpoint",
+        __doc__,
+        EPILOG,
     )
     parser.add_argument("t5x_dir", help="folder holding the T5X 'checkpoint' msgpack + zarr arrays")
     parser.add_argument("out_dir", help="new folder for the converted checkpoint")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from mt3.cli import command_parser
+
 EPILOG = """\
 examples:
   mt3 features take.wav --out take.npz
@@ -17,12 +19,8 @@ frame / 125 s) and num_valid_frames int32 [segments]. Audio is mixed to mono and
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "features",
-        help="audio -> MT3 log-mel encoder inputs (.npz)",
-        description=__doc__.split(": ", 1)[1],
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = command_parser(
+        subparsers, "features", "audio -> MT3 log-mel encoder inputs (.npz)", __doc__, EPILOG
     )
     parser.add_argument("audio", help="wav, flac, ogg, mp3 or any format libsndfile reads")
     parser.add_argument("--config", default="mt3", choices=["mt3", "ismir2021"])

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from mt3.cli import command_parser
+
 EPILOG = """\
 examples:
   mt3 score ref.mid est.mid                 headline metrics as a table
@@ -19,12 +21,12 @@ value is the mean over recordings, as MT3 reports datasets.
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
+    parser = command_parser(
+        subparsers,
         "score",
-        help="reference vs. estimate -> onset / offset / frame / multi-instrument F1",
-        description=__doc__.split(": ", 1)[1],
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "reference vs. estimate -> onset / offset / frame / multi-instrument F1",
+        __doc__,
+        EPILOG,
     )
     parser.add_argument("ref", help="reference MIDI/JSON file or folder")
     parser.add_argument("est", help="estimated MIDI/JSON file or folder")

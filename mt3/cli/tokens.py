@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from mt3.cli import command_parser
+
 EPILOG = """\
 examples:
   mt3 tokens song.mid                       readable tokens, mt3 vocabulary
@@ -19,12 +21,8 @@ tokens are model ids (codec index + 3) ending with EOS = 1.
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "tokens",
-        help="MIDI -> MT3 training target tokens per segment",
-        description=__doc__.split(": ", 1)[1],
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = command_parser(
+        subparsers, "tokens", "MIDI -> MT3 training target tokens per segment", __doc__, EPILOG
     )
     parser.add_argument("midi", help="a .mid/.midi file (sustain pedal is applied)")
     parser.add_argument("--vocab", default="mt3", choices=["mt3", "ismir2021"])

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mt3.cli import command_parser
+
 EPILOG = """\
 examples:
   mt3 transcribe song.mp3 --checkpoint converted/mt3            -> ./song.mid
@@ -21,12 +23,8 @@ you can listen to it beside the original. --dump-tokens writes the raw decoded i
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "transcribe",
-        help="audio -> MIDI with instruments",
-        description=__doc__.split(": ", 1)[1],
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = command_parser(
+        subparsers, "transcribe", "audio -> MIDI with instruments", __doc__, EPILOG
     )
     parser.add_argument("audio", nargs="+", help="wav, flac, ogg, mp3, ... files")
     parser.add_argument("-o", "--output", default=".", help="output folder, or a .mid path")
