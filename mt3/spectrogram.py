@@ -34,6 +34,7 @@ from mt3.audio import (
     NUM_MEL_BINS,
     SAMPLE_RATE,
     AudioConfig,
+    segment_start_times,
     split_segments,
 )
 
@@ -187,5 +188,5 @@ def audio_to_features(
         outputs.append(np.asarray(log_mel_jit(chunk, chunk_valid))[:real])
         bar.update(min(real * seconds_per_segment, bar.total - bar.n))
     bar.close()
-    start_times = np.arange(count) * config.segment_frames / (SAMPLE_RATE / HOP_SAMPLES)
+    start_times = segment_start_times(samples.size, config.segment_frames)
     return np.concatenate(outputs), start_times, valid
