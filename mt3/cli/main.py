@@ -6,9 +6,9 @@ import argparse
 import os
 import sys
 
-from mt3.cli import convert, features, score, tokens, transcribe
+from mt3.cli import convert, features, prepare, score, tokens, transcribe
 
-COMMANDS = (transcribe, convert, tokens, features, score)
+COMMANDS = (transcribe, convert, prepare, tokens, features, score)
 
 DESCRIPTION = """\
 mt3: multi-instrument music transcription (MT3) in JAX.
@@ -16,6 +16,7 @@ mt3: multi-instrument music transcription (MT3) in JAX.
 Commands:
   transcribe          audio files -> multi-instrument MIDI (and notes JSON, piano roll, audio)
   convert-checkpoint  Magenta's released T5X checkpoints -> mt3 checkpoints
+  prepare             raw dataset release or your audio + MIDI folder -> record shards
   tokens              the per-segment training targets MT3 builds from a MIDI file
   features            the log-mel encoder inputs MT3 computes from an audio file
   score               MT3's transcription metrics for reference vs. estimated MIDI
@@ -43,6 +44,11 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from mt3.vocab import VocabError
 
     errors = [AudioError, EncodingError, ScoreInputError, MidiError, NotesError, VocabError]
+    if "mt3.data.datasets" in sys.modules:
+        from mt3.data.datasets import DatasetLayoutError
+        from mt3.data.records import RecordError
+
+        errors += [DatasetLayoutError, RecordError]
     if "mt3.infer" in sys.modules or "mt3.model.store" in sys.modules:
         from mt3.infer import TranscribeError
         from mt3.model.config import ModelConfigError

@@ -1,0 +1,1 @@
+"""Training and evaluation data: raw public releases -> record shards (prepare), and readers."""

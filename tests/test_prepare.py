@@ -1,0 +1,146 @@
+"""`mt3 prepare` on the real release samples (../shared/dataset_samples) and on fake trees built in
+the exact public layouts."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import soundfile
+
+from mt3.data.datasets import DatasetLayoutError
+from mt3.data.datasets.guitarset import read_jams_notes, split_of
+from mt3.data.prepare import prepare
+from mt3.data.records import Record, decode_record, encode_record, read_shard, shard_paths
+from mt3.notes import Notes, read_midi, write_midi
+from tests.conftest import SHARED
+
+
+def samples_dir(name):
+    path = SHARED / "dataset_samples" / name
+    if not path.is_dir():
+        pytest.skip(f"dataset samples not found at {path}")
+    return path
+
+
+def test_record_round_trip():
+    notes = Notes.from_records([{"start": 0.5, "end": 1.0, "pitch": 60, "program": 33}])
+    record = Record("x", np.arange(-5, 5, dtype=np.int16), notes, {"split": "train"})
+    back = decode_record(encode_record(record))
+    assert back.id == "x" and back.metadata == {"split": "train"} and back.notes == notes
+    np.testing.assert_array_equal(back.audio, record.audio)
+
+
+def test_maestro_release_sample(tmp_path, run_cli):
+    raw = samples_dir("maestro")
+    status, out, err = run_cli("prepare", "maestro", "--raw", raw, "--out", tmp_path / "data")
+    assert status == 0, err
+    manifest = json.loads((tmp_path / "data" / "manifest.json").read_text())
+    assert manifest["splits"]["train"]["recordings"] == 1
+    [record] = list(read_shard(shard_paths(tmp_path / "data" / "train")[0]))
+    midi = next(raw.glob("2018/*.midi"))
+    assert record.id == midi.stem and record.metadata["canonical_composer"] == "Alban Berg"
+    assert record.audio.dtype == np.int16 and record.audio.size == 2 * 16000  # 48 kHz stereo in
+    assert record.notes == read_midi(midi).notes
+
+
+@pytest.mark.parametrize("form", ["v3-json", "csv"])
+def test_maestro_metadata_forms(tmp_path, form):
+    raw = samples_dir("maestro")
+    tree = tmp_path / "maestro-v3.0.0"
+    shutil.copytree(raw / "2018", tree / "2018")
+    [row] = json.loads((raw / "maestro-v2.0.0.json").read_text())
+    rows = [row, dict(row, split="test")]
+    rows[1]["midi_filename"] = "2018/copy.midi"
+    rows[1]["audio_filename"] = "2018/copy.wav"
+    shutil.copy(tree / row["midi_filename"], tree / "2018/copy.midi")
+    shutil.copy(tree / row["audio_filename"], tree / "2018/copy.wav")
+    if form == "csv":
+        import csv
+
+        with open(tree / "maestro-v3.0.0.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(row))
+            writer.writeheader()
+            writer.writerows(rows)
+    else:  # v3: one object per field, keyed by row number
+        columns = {key: {str(i): r[key] for i, r in enumerate(rows)} for key in row}
+        (tree / "maestro-v3.0.0.json").write_text(json.dumps(columns))
+    manifest = prepare("maestro", tree, tmp_path / "out", workers=1, progress=False)
+    assert {s: e["recordings"] for s, e in manifest["splits"].items()} == {"train": 1, "test": 1}
+
+
+def test_missing_files_are_named_and_nothing_is_written(tmp_path, run_cli):
+    raw = samples_dir("maestro")
+    tree = tmp_path / "raw"
+    shutil.copytree(raw, tree)
+    next(tree.glob("2018/*.wav")).unlink()
+    status, _, err = run_cli("prepare", "maestro", "--raw", tree, "--out", tmp_path / "out")
+    assert status == 2 and "1 file(s) of the MAESTRO layout missing: 2018/MIDI-Unprocessed" in err
+    assert not (tmp_path / "out").exists()
+    status, _, err = run_cli(
+        "prepare", "maestro", "--raw", tmp_path / "nope", "--out", tmp_path / "o"
+    )
+    assert status == 2 and "no such folder" in err
+
+
+def test_guitarset_release_sample(tmp_path):
+    raw = samples_dir("guitarset")
+    tree = tmp_path / "GuitarSet"
+    shutil.copytree(raw, tree)
+    with pytest.raises(DatasetLayoutError, match="00_BN1-129-Eb_comp_mic.wav"):
+        prepare("guitarset", tree, tmp_path / "out", workers=1, progress=False)
+    (tree / "annotation" / "00_BN1-129-Eb_comp.jams").unlink()
+    manifest = prepare("guitarset", tree, tmp_path / "out", workers=1, progress=False)
+    assert list(manifest["splits"]) == ["validation"]  # progression 3
+    [record] = list(read_shard(shard_paths(tmp_path / "out" / "validation")[0]))
+    assert set(record.notes.program.tolist()) == {24}
+    expected = read_jams_notes(tree / "annotation" / "03_BN3-119-G_solo.jams")
+    assert record.notes == expected and len(expected) == 6
+    assert split_of("00_BN1-129-Eb_comp") == "train" and split_of("05_Jazz2-187-F#_solo") == "train"
+
+
+def write_pair(folder, name, seconds=1.0, program=0):
+    folder.mkdir(parents=True, exist_ok=True)
+    t = np.arange(int(seconds * 22050)) / 22050
+    soundfile.write(folder / f"{name}.flac", 0.2 * np.sin(2 * np.pi * 220 * t), 22050)
+    notes = Notes.from_records([{"start": 0.1, "end": 0.6, "pitch": 57, "program": program}])
+    write_midi(notes, folder / f"{name}.mid")
+
+
+def test_folder_dataset_resume_and_parallel(tmp_path):
+    raw = tmp_path / "mine"
+    for index in range(5):
+        write_pair(raw / ("sub" if index % 2 else ""), f"take{index}", program=index)
+    first = prepare("folder", raw, tmp_path / "a", workers=1, records_per_shard=2, progress=False)
+    assert first["splits"]["train"]["recordings"] == 5
+    shards = shard_paths(tmp_path / "a" / "train")
+    assert len(shards) == 3
+    stamps = {p: p.stat().st_mtime_ns for p in shards}
+    shards[1].unlink()  # an interrupted run: one shard never finished
+    again = prepare("folder", raw, tmp_path / "a", workers=1, records_per_shard=2, progress=False)
+    assert again == first
+    assert all(p.stat().st_mtime_ns == stamps[p] for p in (shards[0], shards[2]))
+    parallel = prepare(
+        "folder", raw, tmp_path / "b", workers=2, records_per_shard=2, progress=False
+    )
+    assert parallel["splits"] == first["splits"]
+    for a, b in zip(shards, shard_paths(tmp_path / "b" / "train")):
+        for x, y in zip(read_shard(a), read_shard(b)):
+            assert x.id == y.id and x.notes == y.notes and np.array_equal(x.audio, y.audio)
+
+
+def test_folder_auto_split_and_missing_midi(tmp_path):
+    raw = tmp_path / "mine"
+    for index in range(20):
+        write_pair(raw, f"t{index:02d}", seconds=0.2)
+    manifest = prepare(
+        "folder", raw, tmp_path / "out", workers=1, progress=False, split="auto",
+        validation_fraction=0.3,
+    )  # fmt: skip
+    counts = {s: e["recordings"] for s, e in manifest["splits"].items()}
+    assert sum(counts.values()) == 20 and 0 < counts["validation"] < 20
+    soundfile.write(raw / "orphan.wav", np.zeros(1000), 16000)
+    with pytest.raises(DatasetLayoutError, match=r"orphan.mid \(for orphan.wav\)"):
+        prepare("folder", raw, tmp_path / "out2", workers=1, progress=False)
