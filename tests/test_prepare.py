@@ -144,3 +144,71 @@ def test_folder_auto_split_and_missing_midi(tmp_path):
     soundfile.write(raw / "orphan.wav", np.zeros(1000), 16000)
     with pytest.raises(DatasetLayoutError, match=r"orphan.mid \(for orphan.wav\)"):
         prepare("folder", raw, tmp_path / "out2", workers=1, progress=False)
+
+
+def write_tone(path, seconds=0.5, rate=44100):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t = np.arange(int(seconds * rate)) / rate
+    soundfile.write(path, 0.1 * np.sin(2 * np.pi * 440 * t), rate)
+
+
+def test_musicnet_layout_split_and_labels(tmp_path):
+    raw = tmp_path / "musicnet"
+    header = "start_time,end_time,instrument,note,start_beat,end_beat,note_value\n"
+    for folder, rid in [("train", "2336"), ("train", "1727"), ("test", "1759"), ("train", "2118")]:
+        write_tone(raw / f"{folder}_data" / f"{rid}.wav")
+        rows = "4410,22050,41,67,0,1,Quarter\n0,8820,1,48,0,0.5,Eighth\n"
+        (raw / f"{folder}_labels").mkdir(parents=True, exist_ok=True)
+        (raw / f"{folder}_labels" / f"{rid}.csv").write_text(header + rows)
+    manifest = prepare("musicnet", raw, tmp_path / "out", workers=1, progress=False)
+    counts = {s: e["recordings"] for s, e in manifest["splits"].items()}
+    assert counts == {"train": 2, "validation": 1, "test": 1}  # 1759 (official test) -> train
+    record = next(
+        r for r in read_shard(shard_paths(tmp_path / "out" / "train")[0]) if r.id == "1759"
+    )
+    assert record.notes.to_records() == [
+        {"start": 0.0, "end": 0.2, "pitch": 48, "velocity": 100, "program": 0, "is_drum": False},
+        {"start": 0.1, "end": 0.5, "pitch": 67, "velocity": 100, "program": 40, "is_drum": False},
+    ]
+    (raw / "train_labels" / "2336.csv").write_text(header + "10,5,41,67,0,1,Quarter\n")
+    with pytest.raises(DatasetLayoutError, match="2336.csv: bad MusicNet label file"):
+        prepare("musicnet", raw, tmp_path / "bad", workers=1, progress=False)
+    with pytest.raises(DatasetLayoutError, match="musicnet_em folder"):
+        prepare("musicnet", raw, tmp_path / "em", workers=1, progress=False, labels="em")
+    em = tmp_path / "musicnet_em"
+    em.mkdir()
+    write_midi(
+        Notes.from_records([{"start": 0, "end": 0.3, "pitch": 70, "program": 41}]), em / "2336.mid"
+    )
+    with pytest.raises(DatasetLayoutError, match="3 file.*1727.mid"):
+        prepare("musicnet", raw, tmp_path / "em", workers=1, progress=False, labels="em", em_dir=em)
+
+
+def test_urmp_layout(tmp_path):
+    raw = tmp_path / "URMP"
+    for folder, codes in [
+        ("01_Jupiter_vn_vc", ["vn", "vc"]),
+        ("03_Dance_fl_cl_sax", ["fl", "cl", "sax"]),
+    ]:
+        number, title = folder.split("_")[:2]
+        write_tone(raw / folder / f"AuMix_{folder}.wav", rate=48000)
+        for k, code in enumerate(codes, start=1):
+            (raw / folder / f"Notes_{k}_{code}_{number}_{title}.txt").write_text(
+                "0.10\t440.0\t0.50\n0.70\t261.63\t0.20\n"
+            )
+    (raw / "Supplementary_Files").mkdir()
+    manifest = prepare("urmp", raw, tmp_path / "out", workers=1, progress=False)
+    assert {s: e["recordings"] for s, e in manifest["splits"].items()} == {
+        "train": 1,
+        "validation": 1,
+    }
+    [record] = list(read_shard(shard_paths(tmp_path / "out" / "train")[0]))
+    assert record.id == "03_Dance_fl_cl_sax" and sorted(set(record.notes.program.tolist())) == [
+        64,
+        71,
+        73,
+    ]
+    assert sorted(set(record.notes.pitch.tolist())) == [60, 69]
+    (raw / "01_Jupiter_vn_vc" / "Notes_2_vc_01_Jupiter.txt").unlink()
+    with pytest.raises(DatasetLayoutError, match="01_Jupiter_vn_vc/Notes_2_vc_"):
+        prepare("urmp", raw, tmp_path / "out2", workers=1, progress=False)

@@ -10,21 +10,28 @@ EPILOG = """\
 examples:
   mt3 prepare maestro --raw maestro-v3.0.0 --out data/maestro
   mt3 prepare guitarset --raw GuitarSet --out data/guitarset --audio mic
+  mt3 prepare musicnet --raw musicnet --out data/musicnet_em --labels em --em-dir musicnet_em
   mt3 prepare folder --raw my_recordings --out data/mine --split auto
 
-DATASET is maestro (v1/v2/v3, json or csv metadata), guitarset (annotation/*.jams + mono audio)
-or folder (audio files with same-named .mid files). The raw layout is checked first and every
-missing file is named. Shards are written atomically; run the same command again to resume.
+DATASET is maestro (v1/v2/v3, json or csv metadata), guitarset (annotation/*.jams + mono audio),
+musicnet (csv labels, or MusicNetEM MIDI with --labels em --em-dir DIR; MT3's split), urmp (piece
+folders with AuMix and Notes_*.txt) or folder (audio files with same-named .mid files). The raw
+layout is checked first and every missing file is named. Shards are written atomically; run the
+same command again to resume.
 """
 
 
 def register(subparsers) -> None:
     parser = command_parser(subparsers, "prepare", "raw dataset -> record shards", __doc__, EPILOG)
-    parser.add_argument("dataset", choices=["maestro", "guitarset", "folder"])
+    parser.add_argument("dataset", choices=["maestro", "guitarset", "musicnet", "urmp", "folder"])
     parser.add_argument("--raw", required=True, help="the unpacked release (or your folder)")
     parser.add_argument("--out", required=True, help="output folder for shards + manifest.json")
     parser.add_argument("--workers", type=int, help="parallel processes (default: all cores)")
     parser.add_argument("--audio", default="mic", choices=["mic", "mix"], help="GuitarSet audio")
+    parser.add_argument(
+        "--labels", default="csv", choices=["csv", "em"], help="MusicNet: csv, or MusicNetEM MIDI"
+    )
+    parser.add_argument("--em-dir", help="MusicNet: the unpacked musicnet_em folder")
     parser.add_argument("--split", default="train", help="folder: train, validation, test, auto")
     parser.add_argument("--validation-fraction", type=float, default=0.1, help="folder, auto")
     parser.set_defaults(run=run)
@@ -33,10 +40,11 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> None:
     from mt3.data.prepare import prepare
 
-    options = {"guitarset": {"audio": args.audio}, "maestro": {}}.get(
-        args.dataset,
-        {"split": args.split, "validation_fraction": args.validation_fraction},
-    )
+    options = {
+        "guitarset": {"audio": args.audio},
+        "musicnet": {"labels": args.labels, "em_dir": args.em_dir},
+        "folder": {"split": args.split, "validation_fraction": args.validation_fraction},
+    }.get(args.dataset, {})
     manifest = prepare(args.dataset, args.raw, args.out, workers=args.workers, **options)
     for split, entry in manifest["splits"].items():
         print(
