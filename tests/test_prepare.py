@@ -212,3 +212,67 @@ def test_urmp_layout(tmp_path):
     (raw / "01_Jupiter_vn_vc" / "Notes_2_vc_01_Jupiter.txt").unlink()
     with pytest.raises(DatasetLayoutError, match="01_Jupiter_vn_vc/Notes_2_vc_"):
         prepare("urmp", raw, tmp_path / "out2", workers=1, progress=False)
+
+
+def slakh_tree(tmp_path, release="slakh2100_flac_redux/train"):
+    sample = samples_dir("slakh") / release / "Track00001"
+    tree = tmp_path / "slakh" / ("train" if release.startswith("slakh2100") else "")
+    shutil.copytree(sample, tree / "Track00001")
+    return tmp_path / "slakh"
+
+
+@pytest.mark.parametrize("release", ["slakh2100_flac_redux/train", "babyslakh_16k"])
+def test_slakh_release_samples(tmp_path, release):
+    from mt3.data.datasets.slakh import CLASS_PROGRAM, read_metadata
+
+    raw = slakh_tree(tmp_path, release)
+    manifest = prepare("slakh", raw, tmp_path / "out", workers=1, progress=False)
+    assert manifest["splits"]["train"]["recordings"] == 1  # Track00001 is in train either way
+    [record] = list(read_shard(shard_paths(tmp_path / "out" / "train")[0]))
+    folder = next(raw.rglob("Track00001"))
+    stems = read_metadata(folder / "metadata.yaml")["stems"]
+    used = sorted(p.stem for p in (folder / "MIDI").glob("S*.mid"))
+    assert [s["name"] for s in record.metadata["stems"]] == used and "S06" not in used
+    assert record.stems.shape[0] == len(used) and record.note_stems.shape == (len(record.notes),)
+    np.testing.assert_allclose(record.stems.astype(int).sum(0), record.audio, atol=1)
+    for index, name in enumerate(used):  # each stem's notes carry the stem's class program
+        mine = record.notes.select(record.note_stems == index)
+        if stems[name]["is_drum"]:
+            assert mine.is_drum.all()
+        else:
+            assert set(mine.program.tolist()) == {int(CLASS_PROGRAM[stems[name]["program_num"]])}
+    assert CLASS_PROGRAM[30] == 29 and CLASS_PROGRAM[1] == 0 and CLASS_PROGRAM[33] == 33
+
+
+def test_slakh_incomplete_track_is_named(tmp_path):
+    raw = slakh_tree(tmp_path)
+    (raw / "train" / "Track00001" / "MIDI" / "S02.mid").unlink()
+    with pytest.raises(DatasetLayoutError, match="Track00001/MIDI/S02.mid"):
+        prepare("slakh", raw, tmp_path / "out", workers=1, progress=False)
+
+
+def test_slakh_trims_overlaps():
+    from mt3.data.datasets.slakh import trim_overlapping_notes
+
+    notes = Notes.from_records(
+        [
+            {"start": 0.0, "end": 1.0, "pitch": 60},
+            {"start": 0.5, "end": 0.8, "pitch": 60},
+            {"start": 0.5, "end": 2.0, "pitch": 60, "program": 33},
+            {"start": 0.5, "end": 1.0, "pitch": 60},  # same onset as the previous program-0 note
+        ]
+    )
+    trimmed, keep = trim_overlapping_notes(notes)
+    assert keep.tolist() == [True, False, True, True]
+    assert trimmed.end.tolist() == [0.5, 2.0, 1.0]
+
+
+def test_cerberus4_combinations(tmp_path):
+    raw = slakh_tree(tmp_path)
+    manifest = prepare("cerberus4", raw, tmp_path / "out", workers=1, progress=False)
+    records = [r for p in shard_paths(tmp_path / "out" / "train") for r in read_shard(p)]
+    assert manifest["splits"]["train"]["recordings"] == len(records) >= 1
+    for record in records:
+        assert record.stems.shape[0] == 4 and len(record.metadata["stems"]) == 4
+        assert set(record.notes.program[~record.notes.is_drum].tolist()) <= {0, 24, 32}
+        assert record.notes.is_drum.any()

@@ -5,25 +5,29 @@ from __future__ import annotations
 import argparse
 
 from mt3.cli import command_parser
+from mt3.data.datasets import DATASETS
 
 EPILOG = """\
 examples:
   mt3 prepare maestro --raw maestro-v3.0.0 --out data/maestro
+  mt3 prepare slakh --raw slakh2100_flac_redux --out data/slakh
+  mt3 prepare cerberus4 --raw slakh2100_flac_redux --out data/cerberus4
   mt3 prepare guitarset --raw GuitarSet --out data/guitarset --audio mic
   mt3 prepare musicnet --raw musicnet --out data/musicnet_em --labels em --em-dir musicnet_em
   mt3 prepare folder --raw my_recordings --out data/mine --split auto
 
-DATASET is maestro (v1/v2/v3, json or csv metadata), guitarset (annotation/*.jams + mono audio),
-musicnet (csv labels, or MusicNetEM MIDI with --labels em --em-dir DIR; MT3's split), urmp (piece
-folders with AuMix and Notes_*.txt) or folder (audio files with same-named .mid files). The raw
-layout is checked first and every missing file is named. Shards are written atomically; run the
-same command again to resume.
+DATASET is one of: maestro (v1/v2/v3, json or csv metadata); slakh (Slakh2100 orig, redux or
+BabySlakh, flac or wav; stems kept for sub-mixes); cerberus4 (built from a Slakh2100 release);
+guitarset (annotation/*.jams + mono audio); musicnet (csv labels, or MusicNetEM MIDI with
+--labels em --em-dir DIR; MT3's split); urmp (piece folders with AuMix and Notes_*.txt); folder
+(your audio files with same-named .mid files). The raw layout is checked first and every missing
+file is named. Shards are written atomically; run the same command again to resume.
 """
 
 
 def register(subparsers) -> None:
     parser = command_parser(subparsers, "prepare", "raw dataset -> record shards", __doc__, EPILOG)
-    parser.add_argument("dataset", choices=["maestro", "guitarset", "musicnet", "urmp", "folder"])
+    parser.add_argument("dataset", choices=DATASETS)
     parser.add_argument("--raw", required=True, help="the unpacked release (or your folder)")
     parser.add_argument("--out", required=True, help="output folder for shards + manifest.json")
     parser.add_argument("--workers", type=int, help="parallel processes (default: all cores)")

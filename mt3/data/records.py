@@ -29,12 +29,19 @@ class RecordError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Record:
-    """One recording: int16 [N] audio at 16 kHz, its notes, and metadata."""
+    """One recording: int16 [N] audio at 16 kHz, its notes, and metadata.
+
+    Multi-track sources (Slakh2100) also keep their stems, int16 [S, N] (their sum is the mix),
+    and ``note_stems`` int16 [notes], the stem each note belongs to, so that sub-mixes of some
+    stems can be drawn with their own notes.
+    """
 
     id: str
     audio: np.ndarray
     notes: Notes
     metadata: dict = dataclasses.field(default_factory=dict)
+    stems: np.ndarray | None = None
+    note_stems: np.ndarray | None = None
 
     @property
     def seconds(self) -> float:
@@ -67,6 +74,8 @@ def encode_record(record: Record) -> bytes:
             "sample_rate": SAMPLE_RATE,
             "notes": {f: _array(getattr(record.notes, f)) for f in _NOTE_FIELDS},
             "metadata": record.metadata,
+            "stems": None if record.stems is None else _array(record.stems),
+            "note_stems": None if record.note_stems is None else _array(record.note_stems),
         },
         use_bin_type=True,
     )
@@ -75,7 +84,8 @@ def encode_record(record: Record) -> bytes:
 def decode_record(data: bytes) -> Record:
     payload = msgpack.unpackb(data, raw=False)
     notes = Notes(**{f: _unarray(payload["notes"][f]) for f in _NOTE_FIELDS})
-    return Record(payload["id"], _unarray(payload["audio"]), notes, payload["metadata"])
+    optional = {key: _unarray(payload[key]) for key in ("stems", "note_stems") if payload.get(key)}
+    return Record(payload["id"], _unarray(payload["audio"]), notes, payload["metadata"], **optional)
 
 
 def write_shard(path: str | os.PathLike, records) -> int:

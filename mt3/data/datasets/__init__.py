@@ -16,7 +16,7 @@ import numpy as np
 from mt3.audio import load_audio
 from mt3.data.records import audio_to_int16
 
-DATASETS = ("maestro", "guitarset", "musicnet", "urmp", "folder")
+DATASETS = ("maestro", "slakh", "cerberus4", "guitarset", "musicnet", "urmp", "folder")
 
 
 class DatasetLayoutError(ValueError):
