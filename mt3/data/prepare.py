@@ -4,7 +4,8 @@ The raw layout is checked in full before anything is written. Recordings are sor
 into shards of ``records_per_shard``; each shard is written to a temporary name and renamed when
 complete, so an interrupted run resumes by skipping finished shards. Shards are built in parallel
 worker processes. A manifest (``manifest.json``) with counts, hours and programs per split is
-written last.
+written last; it also lists every record's id and length in samples, in shard order, so that
+readers can plan crops without opening the audio.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ def _stats(record) -> dict:
     notes = record.notes
     return {
         "id": record.id,
+        "samples": int(record.audio.shape[-1]),
         "seconds": record.seconds,
         "notes": len(notes),
         "programs": sorted(set(notes.program[~notes.is_drum].tolist())),
@@ -115,7 +117,15 @@ def _manifest(dataset, raw, jobs, per_shard, options) -> dict:
     for job in jobs:
         split = job.path.parent.name
         entry = splits.setdefault(
-            split, {"recordings": 0, "hours": 0.0, "notes": 0, "drum_notes": 0, "shards": []}
+            split,
+            {
+                "recordings": 0,
+                "hours": 0.0,
+                "notes": 0,
+                "drum_notes": 0,
+                "shards": [],
+                "records": [],
+            },
         )
         programs = entry.setdefault("programs", Counter())
         for stats in per_shard[job.path]:
@@ -124,6 +134,7 @@ def _manifest(dataset, raw, jobs, per_shard, options) -> dict:
             entry["notes"] += stats["notes"]
             entry["drum_notes"] += stats["drums"]
             programs.update(stats["programs"])
+            entry["records"].append([stats["id"], stats["samples"]])
         entry["shards"].append(str(job.path.relative_to(job.path.parents[1])))
     for entry in splits.values():
         entry["hours"] = round(entry["hours"], 4)

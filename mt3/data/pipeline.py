@@ -1,0 +1,240 @@
+"""Training and evaluation input with Grain (spec §1.3, §3.1, §4.12; design.md §7).
+
+Training examples follow MT3's pipeline:
+
+1. every recording is cut into pieces of at most 2000 frames (16 s), MT3's cache unit;
+2. each time a piece is drawn, one crop of ``segment_frames`` frames starts uniformly in
+   [-(L-1), n) and is clipped to the piece, so crops near the edges are shorter (and zero-padded);
+3. recordings that keep their stems (Slakh2100) are remixed on the fly: a random subset of at least
+   four stems (all of them if fewer), with only those stems' notes;
+4. the crop's targets come from the codec (mt3.events): tie section, program granularity, shifts,
+   redundant-state removal, EOS; padded with 0 to the decoder length.
+
+A dataset is an endless, shuffled, deterministic sequence (the seed decides every draw and
+crop), sliced by process for multi-host runs; its iterator state (``get_state``/``set_state``) is
+saved with checkpoints so that a resumed run sees the same batches. Mixtures draw datasets with rates
+proportional to n^(1/T), n = pieces per dataset, T = 10/3 by default (MT3's
+``mixing_rate_num_examples`` with the cache counted in pieces).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+
+from mt3.audio import HOP_SAMPLES, num_frames
+from mt3.data.records import Record, decode_record, shard_paths
+from mt3.events import TokenEncoder
+from mt3.vocab import EOS_ID
+
+PIECE_FRAMES = 2000  # MT3's MAX_NUM_CACHED_FRAMES
+MIN_SUBMIX_STEMS = 4
+TEMPERATURE = 10 / 3
+
+
+class PipelineError(ValueError):
+    """A data folder without prepared shards, or a bad data setting."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Input settings for training: crop length, vocabulary, batch and mixing."""
+
+    vocab: str = "mt3"
+    segment_frames: int = 256
+    target_length: int = 1024
+    batch_size: int = 8
+    seed: int = 0
+    temperature: float = TEMPERATURE
+    submix: bool = True
+
+
+class SplitSource:
+    """Random access to the records of one prepared split (all its shards)."""
+
+    def __init__(self, data_dir: str | Path, split: str):
+        import grain
+
+        data_dir = Path(data_dir)
+        manifest_path = data_dir / "manifest.json"
+        if not manifest_path.is_file():
+            raise PipelineError(f"{data_dir}: no manifest.json; run `mt3 prepare` first")
+        manifest = json.loads(manifest_path.read_text())
+        if split not in manifest["splits"]:
+            raise PipelineError(
+                f"{data_dir}: no {split!r} split (has {', '.join(manifest['splits'])})"
+            )
+        entry = manifest["splits"][split]
+        paths = shard_paths(data_dir / split)
+        if len(paths) != len(entry["shards"]):
+            raise PipelineError(f"{data_dir / split}: shards missing; re-run `mt3 prepare`")
+        self.name = f"{manifest['dataset']}/{split}"
+        self.ids = [record_id for record_id, _ in entry["records"]]
+        self.samples = np.array([samples for _, samples in entry["records"]], np.int64)
+        self._source = grain.sources.ArrayRecordDataSource([str(p) for p in paths])
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int) -> Record:
+        return decode_record(self._source[index])
+
+    def pieces(self) -> np.ndarray:
+        """int64 [P, 3]: (record index, first frame, frames) of every 2000-frame piece."""
+        rows = []
+        for index, samples in enumerate(self.samples):
+            frames = num_frames(int(samples))
+            for first in range(0, frames, PIECE_FRAMES):
+                rows.append((index, first, min(PIECE_FRAMES, frames - first)))
+        return np.array(rows, np.int64).reshape(-1, 3)
+
+
+def submix(record: Record, rng: np.random.Generator) -> Record:
+    """A random subset of at least four stems (all if fewer): summed audio, their notes."""
+    count = record.stems.shape[0]
+    size = rng.integers(min(MIN_SUBMIX_STEMS, count), count + 1)
+    chosen = np.sort(rng.choice(count, size=size, replace=False))
+    audio = np.clip(record.stems[chosen].astype(np.int32).sum(axis=0), -32768, 32767)
+    keep = np.isin(record.note_stems, chosen)
+    return dataclasses.replace(
+        record, audio=audio.astype(np.int16), notes=record.notes.select(keep), stems=None,
+        note_stems=None,
+    )  # fmt: skip
+
+
+def crop_example(record: Record, piece: np.ndarray, config: DataConfig, rng) -> dict:
+    """One training example from a piece (record index, first frame, frames) of a record."""
+    if config.submix and record.stems is not None and record.stems.shape[0] > 1:
+        record = submix(record, rng)
+    _, first, frames = (int(v) for v in piece)
+    length = config.segment_frames
+    offset = int(np.clip(rng.integers(-(length - 1), frames), 0, frames - 1))
+    start = first + offset
+    end = first + min(offset + length, frames)
+    total = num_frames(record.audio.shape[-1])
+    audio = np.zeros(length * HOP_SAMPLES, np.float32)
+    clip = record.audio[start * HOP_SAMPLES : end * HOP_SAMPLES].astype(np.float32) / 32768.0
+    audio[: clip.size] = clip
+    tokens = TokenEncoder(record.notes, config.vocab, total).tokens(start, end)
+    targets = np.zeros(config.target_length, np.int32)
+    if len(tokens) > config.target_length:  # MT3 asserts here; keep the first ids and end
+        tokens = tokens[: config.target_length - 1] + [EOS_ID]
+    targets[: len(tokens)] = tokens
+    return {"audio": audio, "num_valid_frames": np.int32(end - start), "targets": targets}
+
+
+def shard_pieces(pieces: np.ndarray, shard=(0, 1)) -> np.ndarray:
+    """The pieces one process reads: every ``processes``-th, starting at its index."""
+    process, processes = shard
+    return pieces[process::processes]
+
+
+class PieceStream:
+    """An endless, deterministic sequence of pieces drawn from several sources.
+
+    Element i is (source index, record index, first frame, frames). Draws come in blocks of
+    ``BLOCK``: a block's sources are sampled with the mixture weights from a generator seeded by
+    (seed, block), and each source walks through its pieces in a fresh permutation every epoch,
+    seeded by (seed, source, epoch). Random access costs O(1) after the blocks before it have
+    been counted once, so a restored iterator jumps straight back to its position.
+    """
+
+    BLOCK = 4096
+
+    def __init__(self, pieces: list[np.ndarray], weights, seed: int):
+        self.pieces = [np.asarray(p) for p in pieces]
+        self.weights = np.asarray(weights, np.float64)
+        self.seed = seed
+        self._starts = [np.zeros(len(pieces), np.int64)]  # draws per source before block b
+        self._cache: dict = {}
+
+    def __len__(self) -> int:
+        return np.iinfo(np.int64).max
+
+    def _choices(self, block: int) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, 0, block])
+        return rng.choice(len(self.pieces), size=self.BLOCK, p=self.weights)
+
+    def _block(self, block: int):
+        if block not in self._cache:
+            while len(self._starts) <= block:
+                counts = np.bincount(
+                    self._choices(len(self._starts) - 1), minlength=len(self.pieces)
+                )
+                self._starts.append(self._starts[-1] + counts)
+            choices = self._choices(block)
+            ranks = np.zeros(self.BLOCK, np.int64)
+            for source in range(len(self.pieces)):
+                where = choices == source
+                ranks[where] = self._starts[block][source] + np.arange(where.sum())
+            if len(self._cache) > 8:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[block] = (choices, ranks)
+        return self._cache[block]
+
+    def _permutation(self, source: int, epoch: int) -> np.ndarray:
+        key = ("perm", source, epoch)
+        if key not in self._cache:
+            rng = np.random.default_rng([self.seed, 1, source, epoch])
+            self._cache[key] = rng.permutation(len(self.pieces[source]))
+        return self._cache[key]
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        block, offset = divmod(int(index), self.BLOCK)
+        choices, ranks = self._block(block)
+        source, rank = int(choices[offset]), int(ranks[offset])
+        epoch, position = divmod(rank, len(self.pieces[source]))
+        piece = self.pieces[source][self._permutation(source, epoch)[position]]
+        return np.concatenate([[source], piece])
+
+
+def piece_stream(sources, config: DataConfig, *, shard=(0, 1)):
+    """Endless (source index, record index, first frame, frames) rows of the given sources,
+    mixed by ``mixture_weights``, as a grain MapDataset."""
+    import grain
+
+    pieces = []
+    for source in sources:
+        mine = shard_pieces(source.pieces(), shard)
+        if len(mine) == 0:
+            raise PipelineError(f"{source.name}: no pieces for process {shard[0]} of {shard[1]}")
+        pieces.append(mine)
+    weights = mixture_weights([len(s.pieces()) for s in sources], config.temperature)
+    return grain.MapDataset.source(PieceStream(pieces, weights, config.seed))
+
+
+def training_dataset(sources, config: DataConfig, *, shard=(0, 1)):
+    """Endless training examples (unbatched MapDataset): a crop of the drawn piece, its
+    targets, and ``source_id`` (which source it came from, for per-dataset losses)."""
+
+    def make(row, rng):
+        source = sources[int(row[0])]
+        example = crop_example(source[int(row[1])], row[1:], config, rng)
+        example["source_id"] = np.int32(row[0])
+        return example
+
+    return piece_stream(sources, config, shard=shard).random_map(make, seed=config.seed)
+
+
+def mixture_weights(counts, temperature: float = TEMPERATURE) -> np.ndarray:
+    """MT3's temperature-scaled rates: n_i^(1/T), normalised."""
+    rates = np.asarray(counts, np.float64) ** (1.0 / temperature)
+    return rates / rates.sum()
+
+
+def training_mixture(sources, config: DataConfig, *, shard=(0, 1)):
+    """Batched training input over one or more prepared splits: an IterDataset whose iterator
+    state can be saved and restored (``get_state`` / ``set_state``)."""
+    dataset = training_dataset(list(sources), config, shard=shard)
+    return dataset.to_iter_dataset().batch(config.batch_size, drop_remainder=True)
+
+
+def evaluation_segments(record: Record, segment_frames: int):
+    """Consecutive segments of a whole recording, as transcription cuts them: (float32
+    [S, segment_frames * 128] samples, int32 [S] valid frames)."""
+    from mt3.audio import split_segments
+
+    return split_segments(record.float_audio(), segment_frames)
