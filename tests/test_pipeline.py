@@ -132,3 +132,16 @@ def test_slakh_submix(tmp_path):
 def test_missing_data_is_a_clear_error(tmp_path):
     with pytest.raises(PipelineError, match="run `mt3 prepare` first"):
         SplitSource(tmp_path, "train")
+
+
+def test_piece_stream_epochs_and_random_access():
+    from mt3.data.pipeline import PieceStream
+
+    pieces = [np.arange(15).reshape(5, 3), np.arange(100, 106).reshape(2, 3)]
+    stream = PieceStream(pieces, [0.5, 0.5], seed=1)
+    rows = [tuple(stream[i]) for i in range(3 * PieceStream.BLOCK)]
+    firsts = [r for r in rows if r[0] == 0][:10]
+    assert sorted(firsts[:5]) == sorted(firsts[5:10])  # every epoch visits every piece once
+    assert len(set(firsts[:5])) == 5
+    fresh = PieceStream(pieces, [0.5, 0.5], seed=1)
+    assert tuple(fresh[2 * PieceStream.BLOCK + 17]) == rows[2 * PieceStream.BLOCK + 17]

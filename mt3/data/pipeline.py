@@ -12,8 +12,8 @@ Training examples follow MT3's pipeline:
 
 A dataset is an endless, shuffled, deterministic sequence (the seed decides every draw and
 crop), sliced by process for multi-host runs; its iterator state (``get_state``/``set_state``) is
-saved with checkpoints so that a resumed run sees the same batches. Mixtures draw datasets with rates
-proportional to n^(1/T), n = pieces per dataset, T = 10/3 by default (MT3's
+saved with checkpoints so that a resumed run sees the same batches. Mixtures draw datasets
+with rates proportional to n^(1/T), n = pieces per dataset, T = 10/3 by default (MT3's
 ``mixing_rate_num_examples`` with the cache counted in pieces).
 """
 
