@@ -145,3 +145,15 @@ def test_piece_stream_epochs_and_random_access():
     assert len(set(firsts[:5])) == 5
     fresh = PieceStream(pieces, [0.5, 0.5], seed=1)
     assert tuple(fresh[2 * PieceStream.BLOCK + 17]) == rows[2 * PieceStream.BLOCK + 17]
+
+
+def test_worker_processes_give_the_same_batches(prepared):
+    from mt3.data.pipeline import with_workers
+
+    source = SplitSource(prepared / "folder", "train")
+    config = DataConfig(batch_size=2, seed=4)
+    local = iter(training_mixture([source], config))
+    remote = iter(with_workers(training_mixture([source], config), 1))
+    for _ in range(3):
+        a, b = next(local), next(remote)
+        assert np.array_equal(a["audio"], b["audio"]) and np.array_equal(a["targets"], b["targets"])

@@ -238,3 +238,15 @@ def evaluation_segments(record: Record, segment_frames: int):
     from mt3.audio import split_segments
 
     return split_segments(record.float_audio(), segment_frames)
+
+
+def with_workers(dataset, workers: int):
+    """Read ``dataset`` (an IterDataset) in ``workers`` background processes (0: in-process)."""
+    if workers <= 0:
+        return dataset
+    import grain
+    from absl import flags
+
+    if not flags.FLAGS.is_parsed():  # grain's workers read absl flags (design.md §2)
+        flags.FLAGS(["mt3"], known_only=True)
+    return dataset.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
