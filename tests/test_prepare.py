@@ -276,3 +276,38 @@ def test_cerberus4_combinations(tmp_path):
         assert record.stems.shape[0] == 4 and len(record.metadata["stems"]) == 4
         assert set(record.notes.program[~record.notes.is_drum].tolist()) <= {0, 24, 32}
         assert record.notes.is_drum.any()
+
+
+@pytest.mark.parametrize("kind", ["piano", "ensemble", "band"])
+def test_synthetic_datasets(tmp_path, kind, run_cli):
+    from mt3.data.synth import generate_piece
+
+    status, out, err = run_cli(
+        "prepare", f"synth-{kind}", "--out", tmp_path / "a", "--count", "10", "--seconds", "8",
+        "--workers", "1",
+    )  # fmt: skip
+    assert status == 0, err
+    manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    assert {s: e["recordings"] for s, e in manifest["splits"].items()} == {
+        "train": 8, "validation": 1, "test": 1,
+    }  # fmt: skip
+    records = [r for split in ("train", "validation", "test")
+               for p in shard_paths(tmp_path / "a" / split) for r in read_shard(p)]  # fmt: skip
+    for record in records:
+        assert 0 < np.abs(record.audio).max() < 32767  # audible, not clipped
+        assert record.notes.end.max() <= record.seconds
+        melodic = set(record.notes.program[~record.notes.is_drum].tolist())
+        assert (kind == "band") == bool(record.notes.is_drum.any())
+        assert melodic and (kind != "piano" or max(melodic) < 8)
+        assert kind != "ensemble" or 2 <= len(melodic) <= 4
+    assert generate_piece(kind, 5, 8.0) == generate_piece(kind, 5, 8.0)
+    assert not generate_piece(kind, 5, 8.0) == generate_piece(kind, 6, 8.0)
+    status, _, _ = run_cli("prepare", f"synth-{kind}", "--out", tmp_path / "b", "--count", "10",
+                           "--seconds", "8", "--workers", "1")  # fmt: skip
+    again = [r for p in shard_paths(tmp_path / "b" / "train") for r in read_shard(p)]
+    assert all(np.array_equal(a.audio, b.audio) for a, b in zip(records, again))
+
+
+def test_prepare_needs_raw_for_real_datasets(tmp_path, run_cli):
+    status, _, err = run_cli("prepare", "maestro", "--out", tmp_path / "x")
+    assert status == 2 and "maestro needs --raw" in err

@@ -74,7 +74,7 @@ def plan_shards(dataset: str, items, out: Path, records_per_shard: int) -> list[
 
 def prepare(
     dataset: str,
-    raw: str | os.PathLike,
+    raw: str | os.PathLike | None,
     out: str | os.PathLike,
     *,
     workers: int | None = None,
@@ -84,7 +84,9 @@ def prepare(
 ) -> dict:
     """Build ``out/<split>/*.array_record`` and ``out/manifest.json``; returns the manifest."""
     module = get_dataset(dataset)
-    items = module.find_recordings(Path(raw), **options)
+    if dataset.startswith("synth-"):
+        options = {**options, "kind": dataset.split("-", 1)[1]}
+    items = module.find_recordings(None if raw is None else Path(raw), **options)
     out = Path(out)
     jobs = plan_shards(dataset, items, out, records_per_shard)
     todo = [job for job in jobs if not job.path.is_file()]

@@ -16,7 +16,8 @@ import numpy as np
 from mt3.audio import load_audio
 from mt3.data.records import audio_to_int16
 
-DATASETS = ("maestro", "slakh", "cerberus4", "guitarset", "musicnet", "urmp", "folder")
+DATASETS = ("maestro", "slakh", "cerberus4", "guitarset", "musicnet", "urmp", "folder",
+            "synth-piano", "synth-ensemble", "synth-band")  # fmt: skip
 
 
 class DatasetLayoutError(ValueError):
@@ -36,7 +37,7 @@ class RawItem:
 def get_dataset(name: str):
     if name not in DATASETS:
         raise DatasetLayoutError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
-    return importlib.import_module(f"mt3.data.datasets.{name}")
+    return importlib.import_module(f"mt3.data.datasets.{name.split('-')[0]}")
 
 
 def require_folder(raw: Path, name: str) -> Path:

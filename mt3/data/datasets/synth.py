@@ -1,0 +1,44 @@
+"""Generated datasets (`synth-piano`, `synth-ensemble`, `synth-band`): pieces from mt3.data.synth
+rendered to 16 kHz with the General MIDI soundfont (TimGM6mb). Nothing is read: ``raw`` is unused.
+Deterministic from ``seed``; pieces with index % 10 == 8 are validation, == 9 test, the rest
+train."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mt3.data.datasets import DatasetLayoutError, RawItem
+from mt3.data.records import Record, audio_to_int16
+from mt3.data.synth import KINDS, generate_piece
+
+SAMPLE_RATE = 16000
+PEAK = 0.9
+
+
+def split_of(index: int) -> str:
+    return {8: "validation", 9: "test"}.get(index % 10, "train")
+
+
+def find_recordings(raw=None, kind: str = "band", count: int = 100, seconds: float = 30.0,
+                    seed: int = 0, **_) -> list[RawItem]:  # fmt: skip
+    if kind not in KINDS:
+        raise DatasetLayoutError(f"unknown synthetic kind {kind!r}; choose {', '.join(KINDS)}")
+    if count < 1 or not seconds > 0:
+        raise DatasetLayoutError("synthetic datasets need --count >= 1 and --seconds > 0")
+    return [
+        RawItem(f"{kind}-{seed}-{index:05d}", split_of(index), {},
+                {"kind": kind, "seed": seed * 1_000_003 + index, "seconds": seconds})
+        for index in range(count)
+    ]  # fmt: skip
+
+
+def load_record(item: RawItem) -> Record:
+    from mt3.render import render_notes
+
+    notes = generate_piece(item.metadata["kind"], item.metadata["seed"], item.metadata["seconds"])
+    audio = render_notes(notes, SAMPLE_RATE).mean(axis=1)
+    peak = float(np.abs(audio).max()) if audio.size else 0.0
+    if peak > PEAK:  # keep headroom instead of clipping loud renders
+        audio = audio * (PEAK / peak)
+    metadata = {"dataset": f"synth-{item.metadata['kind']}", "split": item.split, **item.metadata}
+    return Record(item.id, audio_to_int16(audio), notes, metadata)
