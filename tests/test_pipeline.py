@@ -157,3 +157,18 @@ def test_worker_processes_give_the_same_batches(prepared):
     for _ in range(3):
         a, b = next(local), next(remote)
         assert np.array_equal(a["audio"], b["audio"]) and np.array_equal(a["targets"], b["targets"])
+
+
+def test_named_mixture(tmp_path):
+    from mt3.data.pipeline import mixture_sources
+
+    with pytest.raises(PipelineError, match="needs prepared synth-piano, synth-ensemble"):
+        mixture_sources("synth", tmp_path)
+    for kind in ("piano", "ensemble", "band"):
+        prepare(f"synth-{kind}", None, tmp_path / f"synth-{kind}", workers=1, progress=False,
+                count=10 if kind == "band" else 4, seconds=4.0)  # fmt: skip
+    sources = mixture_sources("synth", tmp_path)
+    batch = next(iter(training_mixture(sources, DataConfig(batch_size=8))))
+    assert batch["audio"].shape == (8, 32768) and batch["targets"].shape == (8, 1024)
+    with pytest.raises(PipelineError, match="unknown mixture"):
+        mixture_sources("mt4", tmp_path)

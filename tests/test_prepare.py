@@ -311,3 +311,42 @@ def test_synthetic_datasets(tmp_path, kind, run_cli):
 def test_prepare_needs_raw_for_real_datasets(tmp_path, run_cli):
     status, _, err = run_cli("prepare", "maestro", "--out", tmp_path / "x")
     assert status == 2 and "maestro needs --raw" in err
+
+
+def test_unreadable_audio_is_named_and_finished_shards_stay(tmp_path, run_cli):
+    raw = tmp_path / "mine"
+    for index in range(4):
+        write_pair(raw, f"take{index}")
+    (raw / "take3.flac").write_bytes(b"fLaC not really")
+    status, _, err = run_cli(
+        "prepare", "folder", "--raw", raw, "--out", tmp_path / "out", "--workers", "1"
+    )
+    last = err.strip().splitlines()[-1]
+    assert status == 2 and "take3.flac: cannot decode audio" in last
+    assert last.startswith("mt3 prepare: error: ")
+    leftovers = [p.name for p in (tmp_path / "out" / "train").iterdir()]
+    assert all(not name.startswith(".") for name in leftovers)  # no half-written shard
+
+
+def test_full_split_layouts(tmp_path):
+    """Fake trees with every split: GuitarSet progressions, Slakh split folders (+ omitted)."""
+    from mt3.data.datasets import get_dataset
+
+    gs = tmp_path / "GuitarSet"
+    sample = next((samples_dir("guitarset") / "annotation").glob("03_*.jams"))
+    for excerpt in ("00_BN1-129-Eb_comp", "01_Funk2-108-Eb_solo", "05_SS3-98-C_comp"):
+        (gs / "annotation").mkdir(parents=True, exist_ok=True)
+        shutil.copy(sample, gs / "annotation" / f"{excerpt}.jams")
+        write_tone(gs / "audio_mono-mic" / f"{excerpt}_mic.wav")
+    items = get_dataset("guitarset").find_recordings(gs)
+    assert [i.split for i in items] == ["train", "train", "validation"]
+
+    track = samples_dir("slakh") / "slakh2100_flac_redux" / "train" / "Track00001"
+    slakh = tmp_path / "slakh2100_flac_redux"
+    for split, name in [("train", "Track00001"), ("validation", "Track01501"),
+                        ("test", "Track01876"), ("omitted", "Track00002")]:  # fmt: skip
+        shutil.copytree(track, slakh / split / name)
+    items = get_dataset("slakh").find_recordings(slakh)
+    assert sorted((i.id, i.split) for i in items) == [
+        ("Track00001", "train"), ("Track01501", "validation"), ("Track01876", "test"),
+    ]  # fmt: skip

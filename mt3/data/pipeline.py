@@ -250,3 +250,27 @@ def with_workers(dataset, workers: int):
     if not flags.FLAGS.is_parsed():  # grain's workers read absl flags (design.md §2)
         flags.FLAGS(["mt3"], known_only=True)
     return dataset.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
+
+
+# Named mixtures: the prepared datasets (folders below a data root, as `mt3 prepare` names them)
+# that a mixture draws from. `mt3` is the paper's training mixture (spec §4.12; MusicNetEM since
+# 2022, prepared with `mt3 prepare musicnet --labels em`).
+MIXTURES = {
+    "mt3": ("maestro", "guitarset", "urmp", "musicnet", "cerberus4", "slakh"),
+    "ismir2021": ("maestro",),
+    "synth": ("synth-piano", "synth-ensemble", "synth-band"),
+}
+
+
+def mixture_sources(name: str, data_root: str | Path, split: str = "train") -> list[SplitSource]:
+    """The sources of a named mixture under ``data_root`` (one prepared folder per dataset)."""
+    if name not in MIXTURES:
+        raise PipelineError(f"unknown mixture {name!r}; choose one of {', '.join(MIXTURES)}")
+    root = Path(data_root)
+    missing = [d for d in MIXTURES[name] if not (root / d / "manifest.json").is_file()]
+    if missing:
+        raise PipelineError(
+            f"{root}: mixture {name!r} needs prepared {', '.join(missing)} "
+            f"(mt3 prepare DATASET --out {root}/DATASET)"
+        )
+    return [SplitSource(root / dataset, split) for dataset in MIXTURES[name]]

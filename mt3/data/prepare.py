@@ -94,18 +94,20 @@ def prepare(
     bar.update(len(items) - sum(len(job.items) for job in todo))
     per_shard = {}
     workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
-    if workers == 1:
-        results = map(_build_shard, todo)
-    else:
-        pool = multiprocessing.get_context("spawn").Pool(workers)
-        results = pool.imap(_build_shard, todo)
-    for job, stats in zip(todo, results):
-        per_shard[job.path] = stats
-        bar.update(len(job.items))
-    if workers > 1:
-        pool.close()
-        pool.join()
-    bar.close()
+    pool = multiprocessing.get_context("spawn").Pool(workers) if workers > 1 else None
+    try:
+        results = pool.imap(_build_shard, todo) if pool else map(_build_shard, todo)
+        for job, stats in zip(todo, results):
+            per_shard[job.path] = stats
+            bar.update(len(job.items))
+    except BaseException:
+        bar.leave = False  # clear the bar so that the error stands on its own line
+        raise
+    finally:
+        bar.close()
+        if pool:
+            pool.terminate()
+            pool.join()
     for job in jobs:  # shards finished by an earlier run: read their stats back
         if job.path not in per_shard:
             per_shard[job.path] = [_stats(record) for record in read_shard(job.path)]
