@@ -164,7 +164,7 @@ def test_named_mixture(tmp_path):
 
     with pytest.raises(PipelineError, match="needs prepared synth-piano, synth-ensemble"):
         mixture_sources("synth", tmp_path)
-    for kind in ("piano", "ensemble", "band"):
+    for kind in ("piano", "ensemble", "band", "chorales"):
         prepare(f"synth-{kind}", None, tmp_path / f"synth-{kind}", workers=1, progress=False,
                 count=10 if kind == "band" else 4, seconds=4.0)  # fmt: skip
     sources = mixture_sources("synth", tmp_path)

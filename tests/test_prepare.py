@@ -278,7 +278,7 @@ def test_cerberus4_combinations(tmp_path):
         assert record.notes.is_drum.any()
 
 
-@pytest.mark.parametrize("kind", ["piano", "ensemble", "band"])
+@pytest.mark.parametrize("kind", ["piano", "ensemble", "band", "chorales"])
 def test_synthetic_datasets(tmp_path, kind, run_cli):
     from mt3.data.synth import generate_piece
 
@@ -300,6 +300,7 @@ def test_synthetic_datasets(tmp_path, kind, run_cli):
         assert (kind == "band") == bool(record.notes.is_drum.any())
         assert melodic and (kind != "piano" or max(melodic) < 8)
         assert kind != "ensemble" or 2 <= len(melodic) <= 4
+        assert kind != "chorales" or len(melodic) <= 4
     assert generate_piece(kind, 5, 8.0) == generate_piece(kind, 5, 8.0)
     assert not generate_piece(kind, 5, 8.0) == generate_piece(kind, 6, 8.0)
     status, _, _ = run_cli("prepare", f"synth-{kind}", "--out", tmp_path / "b", "--count", "10",

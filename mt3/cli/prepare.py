@@ -21,9 +21,10 @@ DATASET is one of: maestro (v1/v2/v3, json or csv metadata); slakh (Slakh2100 or
 BabySlakh, flac or wav; stems kept for sub-mixes); cerberus4 (built from a Slakh2100 release);
 guitarset (annotation/*.jams + mono audio); musicnet (csv labels, or MusicNetEM MIDI with
 --labels em --em-dir DIR; MT3's split); urmp (piece folders with AuMix and Notes_*.txt); folder
-(your audio files with same-named .mid files); synth-piano, synth-ensemble, synth-band (generated
-pieces rendered with a GM soundfont; no --raw). The raw layout is checked first and every missing
-file is named. Shards are written atomically; run the same command again to resume.
+(your audio files with same-named .mid files); synth-piano, synth-ensemble, synth-band,
+synth-chorales (generated pieces or music21's Bach chorales rendered with a GM soundfont; no
+--raw). The raw layout is checked first and every missing file is named. Shards are written
+atomically; run the same command again to resume.
 """
 
 

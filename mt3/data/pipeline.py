@@ -258,7 +258,7 @@ def with_workers(dataset, workers: int):
 MIXTURES = {
     "mt3": ("maestro", "guitarset", "urmp", "musicnet", "cerberus4", "slakh"),
     "ismir2021": ("maestro",),
-    "synth": ("synth-piano", "synth-ensemble", "synth-band"),
+    "synth": ("synth-piano", "synth-ensemble", "synth-band", "synth-chorales"),
 }
 
 

@@ -8,7 +8,10 @@ follow it. Kinds, so that a mixture of them is a real mixture:
 - ``ensemble``: two to four of strings, reeds, pipes and brass; a melody, counter-voices and a
   bass line, each in its instrument's range;
 - ``band``: drums (kick, snare, hi-hat patterns with fills), a bass line, chords on guitar, piano or
-  organ, and a lead.
+  organ, and a lead;
+- ``chorales``: the 371 four-part Bach chorales of music21's corpus (the only corpus music used for
+  training; other corpus works stay out for evaluation), each voice on a GM program drawn from
+  strings, reeds, brass, choir or organ, at a tempo of 60-100 quarter notes per minute.
 
 Velocities vary (60-115) and notes carry their exact times, so rendered audio and labels agree to
 the sample.
@@ -22,7 +25,14 @@ import numpy as np
 
 from mt3.notes import Notes
 
-KINDS = ("piano", "ensemble", "band")
+KINDS = ("piano", "ensemble", "band", "chorales")
+CHORALE_COUNT = 371  # music21's Riemenschneider numbering of the Bach chorales
+CHORALE_PROGRAMS = (  # per voice, soprano to bass: choices that sound in range
+    (40, 52, 56, 68, 71, 73, 19),
+    (41, 52, 60, 68, 71, 19, 65),
+    (42, 52, 57, 70, 71, 19, 66),
+    (42, 43, 58, 70, 32, 19, 67),
+)
 MAJOR = np.array([0, 2, 4, 5, 7, 9, 11])
 PROGRESSIONS = ([0, 5, 3, 4], [0, 3, 4, 0], [0, 4, 5, 3], [1, 4, 0, 0], [0, 5, 1, 4])
 ENSEMBLE_PROGRAMS = {  # program: (lowest, highest) pitch
@@ -71,6 +81,8 @@ def generate_piece(kind: str, seed: int, seconds: float) -> Notes:
         raise ValueError(f"unknown synthetic kind {kind!r}; choose one of {', '.join(KINDS)}")
     rng = np.random.default_rng([KINDS.index(kind), seed])
     out = _Writer(rng)
+    if kind == "chorales":
+        return _chorale(out, rng, seed % CHORALE_COUNT, seconds)
     beat = 60.0 / rng.uniform(70, 150)
     key = int(rng.integers(0, 12))
     progression = PROGRESSIONS[rng.integers(len(PROGRESSIONS))]
@@ -172,3 +184,23 @@ def _drums(out, rng, bars, beat):
         if bar % 4 == 3 and busy:  # a fill
             for step in range(4):
                 out.note(start + 3 * beat + step * beat / 4, 0.05, SNARE, 0, drum=True)
+
+
+def _chorale(out, rng, index: int, seconds: float) -> Notes:
+    """Chorale ``index`` (Riemenschneider order), cut to ``seconds``."""
+    from music21 import corpus
+
+    names = list(corpus.chorales.Iterator(numberingSystem="riemenschneider", returnType="filename"))
+    score = corpus.parse(names[index])
+    seconds_per_quarter = 60.0 / rng.uniform(60, 100)
+    for voice, part in enumerate(score.parts[:4]):
+        program = int(rng.choice(CHORALE_PROGRAMS[voice]))
+        for element in part.stripTies().flatten().notes:
+            start = float(element.offset) * seconds_per_quarter
+            length = float(element.quarterLength) * seconds_per_quarter
+            if start >= seconds or length <= 0:
+                continue
+            for pitch in element.pitches:
+                out.note(start, min(length, seconds - start) * 0.95, pitch.midi, program,
+                         velocity=int(rng.integers(70, 101)))  # fmt: skip
+    return out.notes()

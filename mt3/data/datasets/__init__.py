@@ -17,7 +17,7 @@ from mt3.audio import load_audio
 from mt3.data.records import audio_to_int16
 
 DATASETS = ("maestro", "slakh", "cerberus4", "guitarset", "musicnet", "urmp", "folder",
-            "synth-piano", "synth-ensemble", "synth-band")  # fmt: skip
+            "synth-piano", "synth-ensemble", "synth-band", "synth-chorales")  # fmt: skip
 
 
 class DatasetLayoutError(ValueError):

@@ -1,7 +1,7 @@
-"""Generated datasets (`synth-piano`, `synth-ensemble`, `synth-band`): pieces from mt3.data.synth
-rendered to 16 kHz with the General MIDI soundfont (TimGM6mb). Nothing is read: ``raw`` is unused.
-Deterministic from ``seed``; pieces with index % 10 == 8 are validation, == 9 test, the rest
-train."""
+"""Generated datasets (`synth-piano`, `synth-ensemble`, `synth-band`, `synth-chorales`): pieces
+from mt3.data.synth rendered to 16 kHz with the General MIDI soundfont (TimGM6mb). Nothing is
+read: ``raw`` is unused. Deterministic from ``seed``; pieces with index % 10 == 8 are validation,
+== 9 test, the rest train."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 
 from mt3.data.datasets import DatasetLayoutError, RawItem
 from mt3.data.records import Record, audio_to_int16
-from mt3.data.synth import KINDS, generate_piece
+from mt3.data.synth import CHORALE_COUNT, KINDS, generate_piece
 
 SAMPLE_RATE = 16000
 PEAK = 0.9
@@ -25,9 +25,12 @@ def find_recordings(raw=None, kind: str = "band", count: int = 100, seconds: flo
         raise DatasetLayoutError(f"unknown synthetic kind {kind!r}; choose {', '.join(KINDS)}")
     if count < 1 or not seconds > 0:
         raise DatasetLayoutError("synthetic datasets need --count >= 1 and --seconds > 0")
+    if kind == "chorales":  # one piece per chorale; the seed only varies programs and tempi
+        count = min(count, CHORALE_COUNT)
     return [
         RawItem(f"{kind}-{seed}-{index:05d}", split_of(index), {},
-                {"kind": kind, "seed": seed * 1_000_003 + index, "seconds": seconds})
+                {"kind": kind, "seed": seed * CHORALE_COUNT + index if kind == "chorales"
+                 else seed * 1_000_003 + index, "seconds": seconds})
         for index in range(count)
     ]  # fmt: skip
 
