@@ -21,10 +21,19 @@ class RenderError(RuntimeError):
     """The soundfont renderer is missing or a soundfont cannot be loaded."""
 
 
+GM_BANK = Path("/usr/share/sounds/sf2/sf_GMbank.sf2")  # Debian's csound-soundfont
+
+
 def default_soundfont() -> Path:
     import pretty_midi
 
     return Path(pretty_midi.__file__).parent / "TimGM6mb.sf2"
+
+
+def training_soundfonts() -> list[Path]:
+    """Soundfonts for synthetic training audio: TimGM6mb (shipped with pretty_midi) and, when
+    installed, Debian's sf_GMbank. FluidR3_GM and MuseScore General stay out (held-out timbres)."""
+    return [default_soundfont()] + ([GM_BANK] if GM_BANK.is_file() else [])
 
 
 def render_notes(

@@ -14,15 +14,21 @@ command -v "$PYTHON" >/dev/null 2>&1 || need_apt+=(python3 python3-venv python3-
 if command -v "$PYTHON" >/dev/null 2>&1 && ! "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null; then
   need_apt+=(python3-venv)
 fi
+SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
 if [ ${#need_apt[@]} -gt 0 ]; then
   if ! command -v apt-get >/dev/null 2>&1; then
     echo "setup: need ${need_apt[*]} but apt-get is not available; install them and re-run" >&2
     exit 1
   fi
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
   echo "setup: installing system packages: ${need_apt[*]}"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
+fi
+# Optional: a second General MIDI soundfont for timbre variety in the synthetic training data.
+if [ ! -f /usr/share/sounds/sf2/sf_GMbank.sf2 ] && command -v apt-get >/dev/null 2>&1; then
+  { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq \
+      csound-soundfont; } >/dev/null 2>&1 \
+    || echo "setup: could not install csound-soundfont; synthetic audio will use TimGM6mb only" >&2
 fi
 
 "$PYTHON" - <<'PY'

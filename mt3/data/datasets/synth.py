@@ -1,5 +1,6 @@
 """Generated datasets (`synth-piano`, `synth-ensemble`, `synth-band`, `synth-chorales`): pieces
-from mt3.data.synth rendered to 16 kHz with the General MIDI soundfont (TimGM6mb). Nothing is
+from mt3.data.synth rendered to 16 kHz with a General MIDI soundfont: TimGM6mb, or Debian's
+sf_GMbank for every other piece when it is installed (scripts/setup.sh installs it). Nothing is
 read: ``raw`` is unused. Deterministic from ``seed``; pieces with index % 10 == 8 are validation,
 == 9 test, the rest train."""
 
@@ -36,12 +37,17 @@ def find_recordings(raw=None, kind: str = "band", count: int = 100, seconds: flo
 
 
 def load_record(item: RawItem) -> Record:
-    from mt3.render import render_notes
+    from mt3.render import render_notes, training_soundfonts
 
     notes = generate_piece(item.metadata["kind"], item.metadata["seed"], item.metadata["seconds"])
-    audio = render_notes(notes, SAMPLE_RATE).mean(axis=1)
+    soundfonts = training_soundfonts()
+    soundfont = soundfonts[item.metadata["seed"] % len(soundfonts)]
+    audio = render_notes(notes, SAMPLE_RATE, soundfont).mean(axis=1)
     peak = float(np.abs(audio).max()) if audio.size else 0.0
     if peak > PEAK:  # keep headroom instead of clipping loud renders
         audio = audio * (PEAK / peak)
-    metadata = {"dataset": f"synth-{item.metadata['kind']}", "split": item.split, **item.metadata}
+    metadata = {
+        "dataset": f"synth-{item.metadata['kind']}", "split": item.split,
+        "soundfont": soundfont.name, **item.metadata,
+    }  # fmt: skip
     return Record(item.id, audio_to_int16(audio), notes, metadata)
