@@ -351,3 +351,23 @@ def test_full_split_layouts(tmp_path):
     assert sorted((i.id, i.split) for i in items) == [
         ("Track00001", "train"), ("Track01501", "validation"), ("Track01876", "test"),
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "dataset, sample, expected",
+    [
+        ("maestro", "maestro", {"train": 1}),
+        ("slakh", "slakh/slakh2100_flac_redux", {"train": 1}),
+        ("slakh", "slakh/babyslakh_16k", {"train": 1}),  # Track00007 holds only one MIDI file
+        ("guitarset", "guitarset", {"validation": 1}),  # 00_BN1 has no audio in the sample
+    ],
+)
+def test_release_samples_as_they_are(dataset, sample, expected, tmp_path, run_cli):
+    raw = samples_dir(sample.split("/")[0]) / "/".join(sample.split("/")[1:])
+    status, out, err = run_cli(
+        "prepare", dataset, "--raw", raw, "--out", tmp_path / "out", "--skip-incomplete",
+        "--workers", "1",
+    )  # fmt: skip
+    assert status == 0, err
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert {s: e["recordings"] for s, e in manifest["splits"].items()} == expected

@@ -34,6 +34,10 @@ def register(subparsers) -> None:
     parser.add_argument("--raw", help="the unpacked release (or your folder); not for synth-*")
     parser.add_argument("--out", required=True, help="output folder for shards + manifest.json")
     parser.add_argument("--workers", type=int, help="parallel processes (default: all cores)")
+    parser.add_argument(
+        "--skip-incomplete", action="store_true",
+        help="leave out recordings with missing files (with a warning) instead of failing",
+    )  # fmt: skip
     parser.add_argument("--audio", default="mic", choices=["mic", "mix"], help="GuitarSet audio")
     parser.add_argument(
         "--labels", default="csv", choices=["csv", "em"], help="MusicNet: csv, or MusicNetEM MIDI"
@@ -62,6 +66,8 @@ def run(args: argparse.Namespace) -> None:
     }.get(args.dataset, {})
     if synthetic:
         options = {"count": args.count, "seconds": args.seconds, "seed": args.seed}
+    if not synthetic:
+        options["skip_incomplete"] = args.skip_incomplete
     manifest = prepare(args.dataset, args.raw, args.out, workers=args.workers, **options)
     for split, entry in manifest["splits"].items():
         print(

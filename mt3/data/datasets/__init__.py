@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -47,15 +48,22 @@ def require_folder(raw: Path, name: str) -> Path:
     return raw
 
 
-def report_missing(raw: Path, name: str, missing: list[str]) -> None:
-    """Raise one error naming the missing files (the first ten, and how many in all)."""
-    if missing:
-        shown = "; ".join(missing[:10]) + (
-            f"; and {len(missing) - 10} more" if len(missing) > 10 else ""
-        )
+def report_missing(raw: Path, name: str, missing, skip_incomplete: bool = False) -> set[str]:
+    """``missing``: (recording id, file) pairs. Raise one error naming the files (the first ten,
+    and how many in all), or with ``skip_incomplete`` warn and return the ids to leave out."""
+    if not missing:
+        return set()
+    shown = "; ".join(f for _, f in missing[:10])
+    shown += f"; and {len(missing) - 10} more" if len(missing) > 10 else ""
+    ids = {recording for recording, _ in missing}
+    if not skip_incomplete:
         raise DatasetLayoutError(
-            f"{raw}: {len(missing)} file(s) of the {name} layout missing: {shown}"
+            f"{raw}: {len(missing)} file(s) of the {name} layout missing: {shown} "
+            "(pass --skip-incomplete to prepare the complete recordings only)"
         )
+    print(f"warning: {raw}: skipping {len(ids)} incomplete recording(s); missing: {shown}",
+          file=sys.stderr)  # fmt: skip
+    return ids
 
 
 def load_int16(path: Path) -> np.ndarray:

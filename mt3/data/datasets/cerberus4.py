@@ -22,9 +22,9 @@ def _candidates(stems: list[dict]):
     return by_role + [[s for s in stems if s["is_drum"]]]
 
 
-def find_recordings(raw, **_) -> list[RawItem]:
+def find_recordings(raw, skip_incomplete: bool = False, **_) -> list[RawItem]:
     items = []
-    for folder, split, stems in find_tracks(raw):
+    for folder, split, stems in find_tracks(raw, skip_incomplete):
         for combination in itertools.product(*_candidates(stems)):
             record_id = folder.name + "_" + "_".join(s["name"] for s in combination)
             items.append(

@@ -21,7 +21,7 @@ AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".aiff", ".aif")
 SPLITS = ("train", "validation", "test", "auto")
 
 
-def find_recordings(raw, split: str = "train", validation_fraction: float = 0.1, **_):
+def find_recordings(raw, split="train", validation_fraction=0.1, skip_incomplete=False, **_):
     raw = require_folder(raw, "audio + MIDI")
     if split not in SPLITS:
         raise DatasetLayoutError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
@@ -35,7 +35,7 @@ def find_recordings(raw, split: str = "train", validation_fraction: float = 0.1,
         )
         relative = path.relative_to(raw)
         if midi is None:
-            missing.append(f"{relative.with_suffix('.mid')} (for {relative})")
+            missing.append((str(relative), f"{relative.with_suffix('.mid')} (for {relative})"))
             continue
         key = str(relative.with_suffix(""))
         if key in seen:
@@ -46,7 +46,7 @@ def find_recordings(raw, split: str = "train", validation_fraction: float = 0.1,
             digest = int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
             chosen = "validation" if digest < validation_fraction else "train"
         items.append(RawItem(key.replace("/", "__"), chosen, {"audio": path, "midi": midi}))
-    report_missing(raw, "audio + MIDI folder", missing)
+    report_missing(raw, "audio + MIDI folder", missing, skip_incomplete)
     return items
 
 

@@ -40,7 +40,7 @@ def split_of(excerpt_id: str) -> str:
     return "validation" if match.group(1) == "3" else "train"
 
 
-def find_recordings(raw, audio: str = "mic", **_) -> list[RawItem]:
+def find_recordings(raw, audio: str = "mic", skip_incomplete: bool = False, **_):
     raw = require_folder(raw, "GuitarSet")
     if audio not in AUDIO_FOLDERS:
         raise DatasetLayoutError(f"GuitarSet audio must be one of {', '.join(AUDIO_FOLDERS)}")
@@ -52,10 +52,10 @@ def find_recordings(raw, audio: str = "mic", **_) -> list[RawItem]:
     for jams in annotations:
         wav = raw / folder / f"{jams.stem}{suffix}"
         if not wav.is_file():
-            missing.append(str(wav.relative_to(raw)))
+            missing.append((jams.stem, str(wav.relative_to(raw))))
         items.append(RawItem(jams.stem, split_of(jams.stem), {"jams": jams, "audio": wav}))
-    report_missing(raw, "GuitarSet", missing)
-    return items
+    skipped = report_missing(raw, "GuitarSet", missing, skip_incomplete)
+    return [item for item in items if item.id not in skipped]
 
 
 def _observations(data) -> list[tuple[float, float, float]]:

@@ -33,7 +33,7 @@ def _rows(path: Path) -> list[dict]:
     raise DatasetLayoutError(f"{path}: not a MAESTRO metadata file (no midi_filename entries)")
 
 
-def find_recordings(raw, **_) -> list[RawItem]:
+def find_recordings(raw, skip_incomplete: bool = False, **_) -> list[RawItem]:
     raw = require_folder(raw, "MAESTRO")
     metadata = sorted(raw.glob("maestro-v*.json")) or sorted(raw.glob("maestro-v*.csv"))
     if not metadata:
@@ -50,15 +50,12 @@ def find_recordings(raw, **_) -> list[RawItem]:
         if any(not row.get(field) for field in FIELDS):
             raise DatasetLayoutError(f"{metadata[-1]}: row {number} lacks one of {FIELDS}")
         midi, audio = raw / row["midi_filename"], raw / row["audio_filename"]
-        missing += [str(p.relative_to(raw)) for p in (midi, audio) if not p.is_file()]
+        record_id = Path(row["midi_filename"]).stem
+        missing += [(record_id, str(p.relative_to(raw))) for p in (midi, audio) if not p.is_file()]
         extra = {k: row.get(k) for k in ("canonical_composer", "canonical_title", "year")}
-        items.append(
-            RawItem(
-                Path(row["midi_filename"]).stem, row["split"], {"midi": midi, "audio": audio}, extra
-            )
-        )
-    report_missing(raw, "MAESTRO", missing)
-    return items
+        items.append(RawItem(record_id, row["split"], {"midi": midi, "audio": audio}, extra))
+    skipped = report_missing(raw, "MAESTRO", missing, skip_incomplete)
+    return [item for item in items if item.id not in skipped]
 
 
 def load_record(item: RawItem) -> Record:

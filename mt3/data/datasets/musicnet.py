@@ -43,7 +43,7 @@ def mt3_split(recording_id: str) -> str:
     return "test" if recording_id in TEST_IDS else "train"
 
 
-def find_recordings(raw, labels: str = "csv", em_dir=None, **_) -> list[RawItem]:
+def find_recordings(raw, labels="csv", em_dir=None, skip_incomplete=False, **_):
     raw = require_folder(raw, "MusicNet")
     if labels not in ("csv", "em"):
         raise DatasetLayoutError(f"MusicNet labels must be csv or em, got {labels!r}")
@@ -63,10 +63,10 @@ def find_recordings(raw, labels: str = "csv", em_dir=None, **_) -> list[RawItem]
         else:
             label = Path(em_dir) / f"{wav.stem}.mid"
         if not label.is_file():
-            missing.append(str(label))
+            missing.append((wav.stem, str(label)))
         items.append(RawItem(wav.stem, mt3_split(wav.stem), {"audio": wav, "labels": label}))
-    report_missing(raw, "MusicNet", missing)
-    return items
+    skipped = report_missing(raw, "MusicNet", missing, skip_incomplete)
+    return [item for item in items if item.id not in skipped]
 
 
 def read_label_csv(path: Path) -> Notes:

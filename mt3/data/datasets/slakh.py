@@ -89,7 +89,7 @@ def read_metadata(path: Path) -> dict:
     return metadata
 
 
-def find_tracks(raw) -> list[tuple[Path, str, list[dict]]]:
+def find_tracks(raw, skip_incomplete: bool = False) -> list[tuple[Path, str, list[dict]]]:
     """(track folder, split, usable stems) per track, after checking every file."""
     raw = require_folder(raw, "Slakh2100")
     folders = _find_track_folders(raw)
@@ -100,7 +100,7 @@ def find_tracks(raw) -> list[tuple[Path, str, list[dict]]]:
     tracks, missing = [], []
     for folder, split in folders:
         if not (folder / "metadata.yaml").is_file():
-            missing.append(f"{folder.name}/metadata.yaml")
+            missing.append((folder.name, f"{folder.name}/metadata.yaml"))
             continue
         stems = []
         for name, stem in sorted(read_metadata(folder / "metadata.yaml")["stems"].items()):
@@ -109,19 +109,19 @@ def find_tracks(raw) -> list[tuple[Path, str, list[dict]]]:
                 stems.append({"name": name, "audio": audio, "midi": midi, **stem})
             elif stem.get("audio_rendered", True) and stem.get("midi_saved", True):
                 if audio is None:
-                    missing.append(f"{folder.name}/stems/{name}.flac")
+                    missing.append((folder.name, f"{folder.name}/stems/{name}.flac"))
                 if not midi.is_file():
-                    missing.append(f"{folder.name}/MIDI/{name}.mid")
+                    missing.append((folder.name, f"{folder.name}/MIDI/{name}.mid"))
         if stems:
             tracks.append((folder, split, stems))
-    report_missing(raw, "Slakh2100", missing)
-    return tracks
+    skipped = report_missing(raw, "Slakh2100", missing, skip_incomplete)
+    return [track for track in tracks if track[0].name not in skipped]
 
 
-def find_recordings(raw, **_) -> list[RawItem]:
+def find_recordings(raw, skip_incomplete: bool = False, **_) -> list[RawItem]:
     return [
         RawItem(folder.name, split, {"folder": folder}, {"stems": stems})
-        for folder, split, stems in find_tracks(raw)
+        for folder, split, stems in find_tracks(raw, skip_incomplete)
     ]
 
 

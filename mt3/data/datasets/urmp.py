@@ -28,7 +28,7 @@ VELOCITY = 100
 _FOLDER = re.compile(r"^(\d\d)_([^_]+)_((?:[a-z]+_?)+)$")
 
 
-def find_recordings(raw, **_) -> list[RawItem]:
+def find_recordings(raw, skip_incomplete: bool = False, **_) -> list[RawItem]:
     raw = require_folder(raw, "URMP")
     items, missing = [], []
     for folder in sorted(p for p in raw.iterdir() if p.is_dir()):
@@ -44,10 +44,10 @@ def find_recordings(raw, **_) -> list[RawItem]:
         for k in range(1, len(codes) + 1):
             found = sorted(folder.glob(f"Notes_{k}_*.txt"))
             if not found:
-                missing.append(f"{folder.name}/Notes_{k}_{codes[k - 1]}_*.txt")
+                missing.append((folder.name, f"{folder.name}/Notes_{k}_{codes[k - 1]}_*.txt"))
             parts.append(found[0] if found else None)
         if not mix.is_file():
-            missing.append(f"{folder.name}/{mix.name}")
+            missing.append((folder.name, f"{folder.name}/{mix.name}"))
         split = "validation" if number in VALIDATION_PIECES else "train"
         programs = [PROGRAMS[c] for c in codes]
         items.append(
@@ -55,8 +55,8 @@ def find_recordings(raw, **_) -> list[RawItem]:
         )
     if not items:
         raise DatasetLayoutError(f"{raw}: no URMP piece folders like 01_Jupiter_vn_vc")
-    report_missing(raw, "URMP", missing)
-    return items
+    skipped = report_missing(raw, "URMP", missing, skip_incomplete)
+    return [item for item in items if item.id not in skipped]
 
 
 def hz_to_midi(frequency) -> np.ndarray:
