@@ -6,9 +6,9 @@ import argparse
 import os
 import sys
 
-from mt3.cli import convert, features, prepare, score, tokens, transcribe
+from mt3.cli import convert, features, prepare, score, tokens, train, transcribe
 
-COMMANDS = (transcribe, convert, prepare, tokens, features, score)
+COMMANDS = (transcribe, convert, prepare, train, tokens, features, score)
 
 DESCRIPTION = """\
 mt3: multi-instrument music transcription (MT3) in JAX.
@@ -17,6 +17,7 @@ Commands:
   transcribe          audio files -> multi-instrument MIDI (and notes JSON, piano roll, audio)
   convert-checkpoint  Magenta's released T5X checkpoints -> mt3 checkpoints
   prepare             raw dataset release or your audio + MIDI folder -> record shards
+  train               train (or resume) a model on prepared data, configured with gin
   tokens              the per-segment training targets MT3 builds from a MIDI file
   features            the log-mel encoder inputs MT3 computes from an audio file
   score               MT3's transcription metrics for reference vs. estimated MIDI
@@ -44,6 +45,14 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from mt3.vocab import VocabError
 
     errors = [AudioError, EncodingError, ScoreInputError, MidiError, NotesError, VocabError]
+    if "mt3.train.train" in sys.modules:
+        from mt3.train.train import TrainingError
+
+        errors.append(TrainingError)
+    if "mt3.data.pipeline" in sys.modules:
+        from mt3.data.pipeline import PipelineError
+
+        errors.append(PipelineError)
     if "mt3.data.datasets" in sys.modules:
         from mt3.data.datasets import DatasetLayoutError
         from mt3.data.records import RecordError

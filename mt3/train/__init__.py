@@ -1,0 +1,1 @@
+"""Training: one loop (train.py), MT3's optimizer and sharding rules, checkpoints, metrics."""

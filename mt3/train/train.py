@@ -1,0 +1,269 @@
+"""The training loop, top to bottom: logging -> mesh -> data -> model and optimizer -> sharded
+state -> step function -> restore -> loop (with checkpoints and one progress line).
+
+Resume order (design.md §8): the latest checkpoint in the workdir, else ``init_from`` parameters
+(e.g. a converted MT3 checkpoint; optimizer fresh), else a random initialisation. A checkpoint
+holds the parameters, the optimizer state and the data iterator's state, so a resumed run sees
+the same batches and reproduces an uninterrupted run's losses step for step. Dropout is reseeded
+from (seed, step) at every step, so no random state needs saving. SIGTERM saves and exits; a
+non-finite loss stops the run and keeps the last good checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import signal
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from mt3.atomic import atomic_write_text
+from mt3.data.pipeline import DataConfig, SplitSource, mixture_sources, training_mixture
+from mt3.model.config import get_model_config
+from mt3.model.loss import sequence_loss
+from mt3.model.t5 import Transformer
+from mt3.spectrogram import log_mel
+from mt3.train.config import TrainConfig
+from mt3.train.optim import mt3_adafactor
+
+# Logical axis -> mesh axis, for tensor parallelism along `model` (mesh_model > 1).
+LOGICAL_RULES = {"embed": None, "joined_kv": "model", "mlp": "model", "vocab": "model"}
+
+
+class TrainingError(RuntimeError):
+    """A run that cannot go on (non-finite loss, incompatible checkpoint)."""
+
+
+def make_mesh(config: TrainConfig) -> Mesh:
+    devices = np.array(jax.devices())
+    if devices.size % config.mesh_model:
+        raise TrainingError(
+            f"{devices.size} devices cannot form a model axis of {config.mesh_model}"
+        )
+    return Mesh(devices.reshape(-1, config.mesh_model), ("data", "model"))
+
+
+def state_shardings(state, mesh: Mesh):
+    """Replicated, or split along `model` by the parameters' logical axes."""
+
+    def spec(variable):
+        axes = (
+            variable.get_metadata().get("out_sharding")
+            if hasattr(variable, "get_metadata")
+            else None
+        )
+        if mesh.shape["model"] == 1 or not axes or len(axes) != variable.value.ndim:
+            return NamedSharding(mesh, P())
+        return NamedSharding(mesh, P(*(LOGICAL_RULES.get(a) for a in axes)))
+
+    return jax.tree.map(spec, state, is_leaf=lambda x: isinstance(x, nnx.Variable))
+
+
+def data_sources(config: TrainConfig) -> list[SplitSource]:
+    from mt3.data.pipeline import MIXTURES
+
+    if config.mixture in MIXTURES:
+        return mixture_sources(config.mixture, config.data_root)
+    return [
+        SplitSource(Path(config.data_root) / name, "train") for name in config.mixture.split(",")
+    ]
+
+
+def build(config: TrainConfig):
+    model_config = get_model_config(config.model)
+    if config.dropout_rate is not None:
+        model_config = dataclasses.replace(model_config, dropout_rate=config.dropout_rate)
+    model = Transformer(model_config, rngs=nnx.Rngs(params=config.seed, dropout=config.seed + 1))
+    if config.init_from:
+        from mt3.model.store import load_model
+
+        source = load_model(config.init_from)
+        try:
+            nnx.update(model, nnx.state(source, nnx.Param))
+        except (ValueError, KeyError, TypeError) as error:
+            raise TrainingError(
+                f"{config.init_from}: parameters do not fit {config.model}: {error}"
+            ) from None
+    optimizer = nnx.Optimizer(model, mt3_adafactor(config.learning_rate), wrt=nnx.Param)
+    return model, optimizer
+
+
+def train_step_fn(graphdef, z_loss: float, seed: int):
+    """state, batch, step -> (state, metrics); dropout keys derive from (seed, step)."""
+
+    def step_fn(state, batch, step):
+        model, optimizer = nnx.merge(graphdef, state)
+        nnx.reseed(model, dropout=jax.random.fold_in(jax.random.key(seed), step))
+        targets = batch["targets"]
+        inputs = jnp.pad(targets[:, :-1], ((0, 0), (1, 0)))  # shift right, start token 0
+
+        def loss_fn(model):
+            features = log_mel(batch["audio"], batch["num_valid_frames"])
+            logits = model(features, inputs, targets, deterministic=False)
+            out = sequence_loss(logits, targets, z_loss)
+            correct = (jnp.argmax(logits, -1) == targets) & (targets > 0)
+            out["accuracy"] = correct.sum() / jnp.maximum(out["tokens"], 1)
+            return out["loss"], out
+
+        (_, metrics), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
+        optimizer.update(model, grads)
+        return nnx.state((model, optimizer)), metrics
+
+    return step_fn
+
+
+def _saveable(state):
+    """Parameters and optimizer state (no RNG streams: dropout is reseeded every step)."""
+    return {
+        "params": nnx.to_pure_dict(nnx.filter_state(state[0], nnx.Param)),
+        "optimizer": nnx.to_pure_dict(state[1]),
+    }
+
+
+class MetricsLog:
+    """One sink: JSON lines in the workdir, and one readable progress line per log interval."""
+
+    def __init__(self, path: Path, total_steps: int, batch_size: int):
+        self.path, self.total, self.batch = path, total_steps, batch_size
+        self.begin(0)
+
+    def begin(self, step: int) -> None:
+        """Rates and ETA count from here (after compilation, when the first step is done)."""
+        self.start_step, self.start_time = step, time.perf_counter()
+
+    def write(self, step: int, metrics: dict) -> None:
+        elapsed = time.perf_counter() - self.start_time
+        rate = (step - self.start_step) / elapsed if elapsed > 0 else 0.0
+        record = {
+            "step": step,
+            **{k: float(v) for k, v in metrics.items()},
+            "steps_per_second": rate,
+        }
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        eta = (self.total - step) / rate if rate > 0 else float("nan")
+        per_token = record["loss"] / max(record["tokens"], 1)
+        print(
+            f"step {step}/{self.total}  loss/token {per_token:.4f}  "
+            f"accuracy {record['accuracy']:.3f}  {rate:.2f} steps/s  {rate * self.batch:.1f} ex/s  "
+            f"ETA {eta / 60:.1f} min",
+            flush=True,
+        )
+
+
+def train(config: TrainConfig, workdir: str | Path) -> dict:
+    """Run (or resume) a training run in ``workdir``; returns the last logged metrics."""
+    import orbax.checkpoint as ocp
+
+    # Logging and the run's resolved configuration.
+    workdir = Path(workdir).absolute()
+    workdir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(workdir / "config.json", json.dumps(dataclasses.asdict(config), indent=1))
+    log = MetricsLog(workdir / "metrics.jsonl", config.steps, config.batch_size)
+
+    # Mesh and data: each process reads its slice of the batch.
+    mesh = make_mesh(config)
+    processes = jax.process_count()
+    if config.batch_size % (mesh.shape["data"]) or config.batch_size % processes:
+        raise TrainingError(
+            f"batch size {config.batch_size} must divide over {mesh.shape['data']} data devices"
+        )
+    model_config = get_model_config(config.model)
+    data_config = DataConfig(
+        vocab=model_config.vocab, segment_frames=model_config.segment_frames,
+        target_length=model_config.max_decode_length, batch_size=config.batch_size // processes,
+        seed=config.seed,
+    )  # fmt: skip
+    dataset = training_mixture(
+        data_sources(config), data_config, shard=(jax.process_index(), processes)
+    )
+    iterator = iter(dataset)
+
+    # Model, optimizer and their sharded state.
+    model, optimizer = build(config)
+    graphdef, state = nnx.split((model, optimizer))
+    shardings = state_shardings(state, mesh)
+    state = jax.device_put(state, shardings)
+    batch_sharding = NamedSharding(mesh, P("data"))
+    step_fn = jax.jit(
+        train_step_fn(graphdef, config.z_loss, config.seed),
+        in_shardings=(shardings, batch_sharding, None),
+        out_shardings=(shardings, NamedSharding(mesh, P())),
+        donate_argnums=0,
+    )
+
+    # Restore the latest checkpoint of this workdir, if any.
+    options = ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True)
+    manager = ocp.CheckpointManager(
+        workdir / "checkpoints", options=options, item_names=("state", "data")
+    )
+    start = 0
+    if manager.latest_step() is not None:
+        start = manager.latest_step()
+        target = jax.tree.map(
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), _saveable(state)
+        )
+        restored = manager.restore(
+            start,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(target), data=ocp.args.JsonRestore()
+            ),
+        )
+        nnx.replace_by_pure_dict(state[0], restored["state"]["params"])
+        nnx.replace_by_pure_dict(state[1], restored["state"]["optimizer"])
+        iterator.set_state(restored["data"])
+        print(f"resumed from {workdir / 'checkpoints'} at step {start}", flush=True)
+
+    def save(step):
+        manager.save(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(_saveable(state)),
+                data=ocp.args.JsonSave(iterator.get_state()),
+            ),
+            force=True,
+        )
+
+    stop = {"signal": None}
+    previous = signal.signal(signal.SIGTERM, lambda number, _: stop.update(signal=number))
+    last = {}
+    try:
+        for step in range(start + 1, config.steps + 1):
+            local = next(iterator)
+            batch = {
+                key: jax.make_array_from_process_local_data(batch_sharding, np.asarray(local[key]))
+                for key in ("audio", "num_valid_frames", "targets")
+            }
+            new_state, metrics = step_fn(state, batch, step)
+            if step == start + 1:
+                jax.block_until_ready(metrics)
+                log.begin(step)  # rates without the compilation time
+            if step % config.log_every_steps == 0 or step == config.steps:
+                metrics = jax.device_get(metrics)
+                if not np.isfinite(metrics["loss"]):
+                    raise TrainingError(
+                        f"non-finite loss at step {step}; stopping, the last checkpoint is kept"
+                    )
+                last = {"step": step, **{k: float(v) for k, v in metrics.items()}}
+                log.write(step, metrics)
+            state = new_state
+            if step % config.checkpoint_every_steps == 0 or step == config.steps or stop["signal"]:
+                save(step)
+            if stop["signal"]:
+                print(
+                    f"stopped by signal {stop['signal']} at step {step}; checkpoint saved",
+                    flush=True,
+                )
+                break
+    finally:
+        manager.wait_until_finished()
+        manager.close()
+        signal.signal(signal.SIGTERM, previous)
+    return last
