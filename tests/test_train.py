@@ -134,3 +134,24 @@ def test_eight_device_step_matches_one_device():
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().endswith("OK")
+
+
+def test_evaluate_a_training_run(data_root, tmp_path, run_cli):
+    workdir = tmp_path / "run"
+    train(config(data_root, steps=2), workdir)
+    status, out, err = run_cli(
+        "evaluate", "--checkpoint", workdir, "--data", data_root / "synth-band", "--split",
+        "validation", "--limit", "1", "--batch-size", "2", "--out", tmp_path / "eval",
+        "--format", "midi,png",
+    )  # fmt: skip
+    assert status == 0, err
+    assert "Onset F1" in out
+    scores = json.loads((tmp_path / "eval" / "scores.json").read_text())
+    assert (
+        len(scores["recordings"]) == 1 and "Onset + offset + program F1 (full)" in scores["metrics"]
+    )
+    assert list((tmp_path / "eval").glob("*.png"))
+    status, _, err = run_cli(
+        "evaluate", "--checkpoint", tmp_path, "--data", data_root / "synth-band"
+    )
+    assert status == 2 and "not an mt3 checkpoint" in err

@@ -6,9 +6,9 @@ import argparse
 import os
 import sys
 
-from mt3.cli import convert, features, prepare, score, tokens, train, transcribe
+from mt3.cli import convert, evaluate, features, prepare, score, tokens, train, transcribe
 
-COMMANDS = (transcribe, convert, prepare, train, tokens, features, score)
+COMMANDS = (transcribe, convert, prepare, train, evaluate, tokens, features, score)
 
 DESCRIPTION = """\
 mt3: multi-instrument music transcription (MT3) in JAX.
@@ -18,6 +18,7 @@ Commands:
   convert-checkpoint  Magenta's released T5X checkpoints -> mt3 checkpoints
   prepare             raw dataset release or your audio + MIDI folder -> record shards
   train               train (or resume) a model on prepared data, configured with gin
+  evaluate            transcribe a prepared split and score it with MT3's metrics
   tokens              the per-segment training targets MT3 builds from a MIDI file
   features            the log-mel encoder inputs MT3 computes from an audio file
   score               MT3's transcription metrics for reference vs. estimated MIDI

@@ -267,3 +267,29 @@ def train(config: TrainConfig, workdir: str | Path) -> dict:
         manager.close()
         signal.signal(signal.SIGTERM, previous)
     return last
+
+
+def load_trained_model(workdir: str | Path, step: int | None = None) -> Transformer:
+    """The network of a training workdir at its latest (or a given) checkpoint."""
+    import orbax.checkpoint as ocp
+
+    workdir = Path(workdir).absolute()
+    try:
+        config = TrainConfig(**json.loads((workdir / "config.json").read_text()))
+    except (OSError, ValueError, TypeError) as error:
+        raise TrainingError(f"{workdir}: not a training workdir ({error})") from None
+    model, optimizer = build(dataclasses.replace(config, init_from=""))
+    manager = ocp.CheckpointManager(workdir / "checkpoints", item_names=("state", "data"))
+    step = manager.latest_step() if step is None else step
+    if step is None:
+        raise TrainingError(f"{workdir}: no checkpoint yet")
+    state = nnx.state((model, optimizer))
+    target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), _saveable(state))
+    restored = manager.restore(
+        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target))
+    )
+    manager.close()
+    params = nnx.state(model, nnx.Param)
+    nnx.replace_by_pure_dict(params, restored["state"]["params"])
+    nnx.update(model, params)
+    return model
