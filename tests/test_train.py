@@ -155,3 +155,18 @@ def test_evaluate_a_training_run(data_root, tmp_path, run_cli):
         "evaluate", "--checkpoint", tmp_path, "--data", data_root / "synth-band"
     )
     assert status == 2 and "not an mt3 checkpoint" in err
+
+
+@pytest.mark.parametrize("name", ["tiny", "demo", "mt3", "ismir2021", "finetune"])
+def test_gin_files_parse_and_say_how_to_run(name):
+    import gin
+
+    path = REPO / "gin" / f"{name}.gin"
+    header = path.read_text().split("\n\n")[0]
+    assert "# Command:" in header and "# Hardware:" in header and "# Expect" in header
+    gin.clear_config()
+    try:
+        gin.parse_config_files_and_bindings([str(path)], [])
+        assert TrainConfig().model in ("tiny", "mt3", "ismir2021")
+    finally:
+        gin.clear_config()
