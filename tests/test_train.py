@@ -107,8 +107,8 @@ batch = {"audio": rng.normal(size=(8, 32768)).astype(np.float32) * 0.1,
          "targets": np.concatenate([rng.integers(3, 1391, (8, 40)), np.ones((8, 1)),
                                     np.zeros((8, 983))], 1).astype(np.int32)}
 results = []
-for devices in (jax.devices()[:1], jax.devices()):
-    mesh = Mesh(np.array(devices).reshape(-1, 1), ("data", "model"))
+for devices, model_axis in ((jax.devices()[:1], 1), (jax.devices(), 1), (jax.devices(), 2)):
+    mesh = Mesh(np.array(devices).reshape(-1, model_axis), ("data", "model"))
     model, optimizer = build(TrainConfig(model="tiny"))
     graphdef, state = nnx.split((model, optimizer))
     shardings = state_shardings(state, mesh)
@@ -116,12 +116,16 @@ for devices in (jax.devices()[:1], jax.devices()):
                    in_shardings=(shardings, NamedSharding(mesh, P("data")), None))
     sharded = {k: jax.device_put(v, NamedSharding(mesh, P("data"))) for k, v in batch.items()}
     state, metrics = step(jax.device_put(state, shardings), sharded, 1)
+    if model_axis == 2:  # the MLP kernels really are split over the model axis
+        spec = state[0]["encoder"]["layers_0"]["mlp"]["wi_0"]["kernel"].value.sharding.spec
+        assert tuple(spec) == (None, "model"), spec
     kernel = state[0]["decoder"]["logits_dense"]["kernel"].value
     results.append((float(metrics["loss"]), np.asarray(kernel)))
 assert len(jax.devices()) == 8
-print(results[0][0], results[1][0])
-np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-5)
-np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-4, atol=1e-6)
+print([r[0] for r in results])
+for loss, kernel in results[1:]:  # 8-way data parallel; 4-way data x 2-way tensor parallel
+    np.testing.assert_allclose(results[0][0], loss, rtol=1e-5)
+    np.testing.assert_allclose(results[0][1], kernel, rtol=1e-4, atol=1e-6)
 print("OK")
 """
 
