@@ -174,3 +174,18 @@ def test_gin_files_parse_and_say_how_to_run(name):
         assert TrainConfig().model in ("tiny", "mt3", "ismir2021")
     finally:
         gin.clear_config()
+
+
+def test_evaluation_during_training_and_curves(data_root, tmp_path, run_cli):
+    gin = tmp_path / "run.gin"
+    gin.write_text(
+        f"TrainConfig.model = 'tiny'\nTrainConfig.data_root = '{data_root}'\n"
+        "TrainConfig.mixture = 'synth-piano'\nTrainConfig.batch_size = 2\nTrainConfig.steps = 2\n"
+        "TrainConfig.log_every_steps = 1\nTrainConfig.eval_every_steps = 2\n"
+        "TrainConfig.eval_limit = 1\n"
+    )
+    status, out, err = run_cli("train", "--gin_file", gin, "--workdir", tmp_path / "w", "--plot")
+    assert status == 0, err
+    rows = [json.loads(line) for line in open(tmp_path / "w" / "metrics.jsonl")]
+    assert any("eval/synth-piano/Onset F1" in row for row in rows)
+    assert (tmp_path / "w" / "curves.png").stat().st_size > 0

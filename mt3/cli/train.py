@@ -22,6 +22,10 @@ def register(subparsers) -> None:
     parser.add_argument("--gin_file", action="append", default=[], help="gin config (repeatable)")
     parser.add_argument("--gin_param", action="append", default=[], help="gin binding override")
     parser.add_argument("--workdir", required=True, help="checkpoints, metrics and config go here")
+    parser.add_argument("--plot", action="store_true", help="also write WORKDIR/curves.png")
+    parser.add_argument(
+        "--distributed", action="store_true", help="multi-host: jax.distributed.initialize()"
+    )
     parser.set_defaults(run=run)
 
 
@@ -30,7 +34,15 @@ def run(args: argparse.Namespace) -> None:
     from mt3.train.config import TrainConfig
     from mt3.train.train import train
 
+    if args.distributed:
+        import jax
+
+        jax.distributed.initialize()
     gin.parse_config_files_and_bindings(args.gin_file, args.gin_param)
     last = train(TrainConfig(), args.workdir)
     if last:
         print(f"{args.workdir}: done at step {last['step']}")
+    if args.plot:
+        from mt3.train.train import plot_curves
+
+        print(f"learning curves: {plot_curves(args.workdir)}")

@@ -29,6 +29,8 @@ class TrainConfig:
       mesh_model: devices along the `model` mesh axis (1: pure data parallelism, MT3's setting);
         the rest form the `data` axis.
       init_from: an mt3 checkpoint folder whose parameters start the run (e.g. a converted MT3).
+      eval_every_steps: transcribe and score ``eval_limit`` recordings of each dataset's
+        ``eval_split`` every so many steps (0: never); logged as eval/<dataset>/<metric>.
     """
 
     model: str = "tiny"
@@ -45,6 +47,9 @@ class TrainConfig:
     keep_checkpoints: int = 3
     mesh_model: int = 1
     init_from: str = ""
+    eval_every_steps: int = 0
+    eval_split: str = "validation"
+    eval_limit: int = 4
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "log_every_steps", "checkpoint_every_steps",

@@ -24,7 +24,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from mt3.atomic import atomic_write_text
+from mt3.atomic import atomic_path, atomic_write_text
 from mt3.data.pipeline import DataConfig, SplitSource, mixture_sources, training_mixture
 from mt3.model.config import get_model_config
 from mt3.model.loss import sequence_loss
@@ -158,6 +158,50 @@ class MetricsLog:
         )
 
 
+def evaluate_during_training(config: TrainConfig, model, sources) -> dict:
+    """MT3's headline scores on the first ``eval_limit`` recordings of each dataset's eval split."""
+    from mt3.evaluate import evaluate
+    from mt3.metrics import HEADLINE_METRICS
+
+    scores = {}
+    for source in sources:
+        folder = Path(config.data_root) / source.name.split("/")[0]
+        mean, _ = evaluate(
+            model, folder, config.eval_split, limit=config.eval_limit, progress=False
+        )
+        for name in HEADLINE_METRICS:
+            scores[f"eval/{source.name.split('/')[0]}/{name}"] = mean.get(name, float("nan"))
+    return scores
+
+
+def plot_curves(workdir: str | Path) -> Path:
+    """WORKDIR/curves.png: loss per token and accuracy (and eval onset F1) against steps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    workdir = Path(workdir)
+    rows = [json.loads(line) for line in open(workdir / "metrics.jsonl")]
+    train_rows = [r for r in rows if "loss" in r]
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4))
+    steps = [r["step"] for r in train_rows]
+    axes[0].plot(steps, [r["loss"] / max(r["tokens"], 1) for r in train_rows])
+    axes[0].set(xlabel="step", ylabel="loss per target token", title="training loss")
+    axes[1].plot(steps, [r["accuracy"] for r in train_rows], label="token accuracy")
+    for key in sorted({k for r in rows for k in r if k.endswith("/Onset F1")}):
+        points = [(r["step"], r[key]) for r in rows if key in r]
+        axes[1].plot(*zip(*points), marker="o", label=key)
+    axes[1].set(xlabel="step", title="accuracy / onset F1")
+    axes[1].legend(fontsize=7)
+    figure.tight_layout()
+    path = workdir / "curves.png"
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png")
+    plt.close(figure)
+    return path
+
+
 def train(config: TrainConfig, workdir: str | Path) -> dict:
     """Run (or resume) a training run in ``workdir``; returns the last logged metrics."""
     import orbax.checkpoint as ocp
@@ -181,9 +225,8 @@ def train(config: TrainConfig, workdir: str | Path) -> dict:
         target_length=model_config.max_decode_length, batch_size=config.batch_size // processes,
         seed=config.seed,
     )  # fmt: skip
-    dataset = training_mixture(
-        data_sources(config), data_config, shard=(jax.process_index(), processes)
-    )
+    sources = data_sources(config)
+    dataset = training_mixture(sources, data_config, shard=(jax.process_index(), processes))
     iterator = iter(dataset)
 
     # Model, optimizer and their sharded state.
@@ -254,6 +297,13 @@ def train(config: TrainConfig, workdir: str | Path) -> dict:
                 last = {"step": step, **{k: float(v) for k, v in metrics.items()}}
                 log.write(step, metrics)
             state = new_state
+            if config.eval_every_steps and step % config.eval_every_steps == 0:
+                began = time.perf_counter()
+                scores = evaluate_during_training(config, nnx.merge(graphdef, state)[0], sources)
+                log.start_time += time.perf_counter() - began  # rates count training time only
+                with open(workdir / "metrics.jsonl", "a") as f:
+                    f.write(json.dumps({"step": step, **scores}) + "\n")
+                print("  ".join(f"{k} {v:.3f}" for k, v in scores.items()), flush=True)
             if step % config.checkpoint_every_steps == 0 or step == config.steps or stop["signal"]:
                 save(step)
             if stop["signal"]:
