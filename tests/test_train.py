@@ -189,3 +189,24 @@ def test_evaluation_during_training_and_curves(data_root, tmp_path, run_cli):
     rows = [json.loads(line) for line in open(tmp_path / "w" / "metrics.jsonl")]
     assert any("eval/synth-piano/Onset F1" in row for row in rows)
     assert (tmp_path / "w" / "curves.png").stat().st_size > 0
+
+
+def test_tensorboard_event_encoding(tmp_path):
+    import struct
+
+    from mt3.train.tensorboard import EventWriter, crc32c
+
+    assert crc32c(b"123456789") == 0xE3069283  # the CRC-32C check value
+    writer = EventWriter(tmp_path)
+    writer.scalars(7, {"train/loss": 2.5})
+    data = writer.path.read_bytes()
+    records, offset = [], 0
+    while offset < len(data):
+        (length,) = struct.unpack_from("<Q", data, offset)
+        records.append(data[offset + 12 : offset + 12 + length])
+        offset += 12 + length + 4
+    assert len(records) == 2 and b"brain.Event:2" in records[0]
+    event = records[1]
+    assert event[:1] == b"\x09" and struct.unpack_from("<d", event, 1)[0] > 1e9  # wall_time
+    assert event[9:11] == b"\x10\x07"  # step 7
+    assert b"train/loss" in event and struct.pack("<f", 2.5) in event

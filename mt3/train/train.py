@@ -131,7 +131,10 @@ class MetricsLog:
     """One sink: JSON lines in the workdir, and one readable progress line per log interval."""
 
     def __init__(self, path: Path, total_steps: int, batch_size: int):
+        from mt3.train.tensorboard import EventWriter
+
         self.path, self.total, self.batch = path, total_steps, batch_size
+        self.events = EventWriter(path.parent / "tensorboard")
         self.begin(0)
 
     def begin(self, step: int) -> None:
@@ -148,6 +151,7 @@ class MetricsLog:
         }
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
+        self.events.scalars(step, {f"train/{k}": v for k, v in record.items() if k != "step"})
         eta = (self.total - step) / rate if rate > 0 else float("nan")
         per_token = record["loss"] / max(record["tokens"], 1)
         print(
@@ -303,6 +307,7 @@ def train(config: TrainConfig, workdir: str | Path) -> dict:
                 log.start_time += time.perf_counter() - began  # rates count training time only
                 with open(workdir / "metrics.jsonl", "a") as f:
                     f.write(json.dumps({"step": step, **scores}) + "\n")
+                log.events.scalars(step, scores)
                 print("  ".join(f"{k} {v:.3f}" for k, v in scores.items()), flush=True)
             if step % config.checkpoint_every_steps == 0 or step == config.steps or stop["signal"]:
                 save(step)
