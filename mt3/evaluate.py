@@ -69,3 +69,48 @@ def format_table(mean: dict, names=HEADLINE_METRICS) -> str:
     names = [n for n in names if n in mean]
     width = max(len(n) for n in names)
     return "\n".join(f"{name:<{width}}  {mean[name]:.4f}" for name in names)
+
+
+# MT3 paper Table 2 / Table 3 (mixture model): the columns and the split each dataset reports on
+# (GuitarSet and URMP have no test split in MT3, so their paper numbers are validation numbers).
+PAPER_DATASETS = {
+    "maestro": "test", "cerberus4": "test", "guitarset": "validation", "musicnet": "test",
+    "slakh": "test", "urmp": "validation",
+}  # fmt: skip
+PAPER_ROWS = (
+    ("Frame F1", "Frame F1"),
+    ("Onset F1", "Onset F1"),
+    ("Onset+Offset F1", "Onset + offset F1"),
+    ("Multi-inst. F1 (flat)", "Onset + offset + program F1 (flat)"),
+    ("Multi-inst. F1 (midi_class)", "Onset + offset + program F1 (midi_class)"),
+    ("Multi-inst. F1 (full)", "Onset + offset + program F1 (full)"),
+)
+PAPER_MT3 = {  # paper Tables 2 and 3, MT3 (mixture); same dataset order as PAPER_DATASETS
+    "Frame F1": (0.8615, 0.8704, 0.888, 0.6766, 0.7857, 0.8252),
+    "Onset F1": (0.9455, 0.9187, 0.895, 0.5016, 0.7585, 0.77),
+    "Onset+Offset F1": (0.7987, 0.7977, 0.7822, 0.3301, 0.5727, 0.5776),
+    "Multi-inst. F1 (flat)": (0.807, 0.7363, 0.7837, 0.3312, 0.4777, 0.6216),
+    "Multi-inst. F1 (midi_class)": (0.8024, 0.811, 0.7825, 0.3127, 0.6188, 0.5913),
+    "Multi-inst. F1 (full)": (0.8164, 0.7577, 0.7815, 0.3396, 0.5453, 0.4979),
+}
+
+
+def paper_table(model, data_root: str | Path, *, options=None, limit=None, split=None) -> str:
+    """MT3's Table 2/3 layout over the prepared datasets under ``data_root`` (missing ones show
+    as '-'), each cell "ours (paper)"."""
+    means = {}
+    for dataset, default_split in PAPER_DATASETS.items():
+        folder = Path(data_root) / dataset
+        if (folder / "manifest.json").is_file():
+            means[dataset], _ = evaluate(
+                model, folder, split or default_split, options=options, limit=limit
+            )
+    header = "| metric | " + " | ".join(PAPER_DATASETS) + " |"
+    lines = [header, "|" + "---|" * (len(PAPER_DATASETS) + 1)]
+    for label, name in PAPER_ROWS:
+        cells = []
+        for index, dataset in enumerate(PAPER_DATASETS):
+            ours = f"{means[dataset][name]:.3f}" if dataset in means else "-"
+            cells.append(f"{ours} ({PAPER_MT3[label][index]:.3f})")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

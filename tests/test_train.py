@@ -210,3 +210,27 @@ def test_tensorboard_event_encoding(tmp_path):
     assert event[:1] == b"\x09" and struct.unpack_from("<d", event, 1)[0] > 1e9  # wall_time
     assert event[9:11] == b"\x10\x07"  # step 7
     assert b"train/loss" in event and struct.pack("<f", 2.5) in event
+
+
+def test_paper_table(tmp_path, run_cli):
+    from flax import nnx
+
+    from mt3.model.config import get_model_config
+    from mt3.model.store import save_model
+    from mt3.model.t5 import Transformer
+    from tests.test_prepare import samples_dir
+
+    prepare("maestro", samples_dir("maestro"), tmp_path / "data" / "maestro", workers=1,
+            progress=False)  # fmt: skip
+    save_model(Transformer(get_model_config("tiny"), rngs=nnx.Rngs(0)), tmp_path / "ckpt")
+    status, out, err = run_cli(
+        "evaluate", "--checkpoint", tmp_path / "ckpt", "--paper-table", tmp_path / "data",
+        "--split", "train", "--limit", "1", "--batch-size", "2",
+    )  # fmt: skip
+    assert status == 0, err
+    lines = [line for line in out.splitlines() if line.startswith("|")]
+    assert lines[0] == "| metric | maestro | cerberus4 | guitarset | musicnet | slakh | urmp |"
+    onset = next(line for line in lines if line.startswith("| Onset F1 |"))
+    cells = [c.strip() for c in onset.strip("|").split("|")][1:]
+    assert cells[0].endswith("(0.946)") and cells[0][0].isdigit()  # ours, then the paper's
+    assert cells[1] == "- (0.919)"

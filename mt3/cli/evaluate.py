@@ -10,6 +10,7 @@ EPILOG = """\
 examples:
   mt3 evaluate --checkpoint runs/demo --data data/synth-band --split validation
   mt3 evaluate --checkpoint converted/mt3 --data data/slakh --split test --out ev/ --format png
+  mt3 evaluate --checkpoint converted/mt3 --paper-table data
 
 --checkpoint is a training workdir (its latest checkpoint) or an mt3 checkpoint folder. Scores are
 MT3's, per recording and their mean; --out writes scores.json and, with --format, each
@@ -20,8 +21,10 @@ transcription (the piano roll drawn over the reference).
 def register(subparsers) -> None:
     parser = command_parser(subparsers, "evaluate", "transcribe + score a split", __doc__, EPILOG)
     parser.add_argument("--checkpoint", required=True, help="training workdir or mt3 checkpoint")
-    parser.add_argument("--data", required=True, help="a prepared dataset folder")
-    parser.add_argument("--split", default="validation")
+    parser.add_argument("--data", help="a prepared dataset folder")
+    parser.add_argument("--paper-table", metavar="DATA_ROOT",
+                        help="MT3's Table 2/3 over DATA_ROOT/{maestro,cerberus4,...}")  # fmt: skip
+    parser.add_argument("--split", help="default: validation (paper table: MT3's split per set)")
     parser.add_argument("--out", help="folder for scores.json (and transcriptions)")
     parser.add_argument("--format", default="", help="with --out: comma list of midi, json, png")
     parser.add_argument("--batch-size", type=int, default=8)
@@ -31,14 +34,24 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from mt3.evaluate import evaluate, format_table, load_any_model
-    from mt3.infer import TranscribeOptions
+    from mt3.evaluate import evaluate, format_table, load_any_model, paper_table
+    from mt3.infer import TranscribeError, TranscribeOptions
 
     model = load_any_model(args.checkpoint)
+    options = TranscribeOptions(batch_size=args.batch_size)
+    if args.paper_table:
+        print(
+            paper_table(
+                model, args.paper_table, options=options, limit=args.limit, split=args.split
+            )
+        )
+        return
+    if not args.data:
+        raise TranscribeError("give --data DIR (a prepared dataset) or --paper-table DATA_ROOT")
     formats = [f for f in args.format.split(",") if f]
     mean, per_recording = evaluate(
-        model, args.data, args.split, options=TranscribeOptions(batch_size=args.batch_size),
+        model, args.data, args.split or "validation", options=options,
         out_dir=args.out, formats=formats, limit=args.limit,
     )  # fmt: skip
-    print(f"{len(per_recording)} recordings of {args.data} ({args.split}); means:")
+    print(f"{len(per_recording)} recordings of {args.data} ({args.split or 'validation'}); means:")
     print(format_table(mean, list(mean)) if args.all else format_table(mean))
