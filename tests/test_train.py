@@ -107,23 +107,32 @@ batch = {"audio": rng.normal(size=(8, 32768)).astype(np.float32) * 0.1,
          "targets": np.concatenate([rng.integers(3, 1391, (8, 40)), np.ones((8, 1)),
                                     np.zeros((8, 983))], 1).astype(np.int32)}
 results = []
-for devices, model_axis in ((jax.devices()[:1], 1), (jax.devices(), 1), (jax.devices(), 2)):
+cases = ((jax.devices()[:1], 1, False), (jax.devices(), 1, False), (jax.devices(), 2, False),
+         (jax.devices(), 1, True))
+for devices, model_axis, fsdp in cases:
     mesh = Mesh(np.array(devices).reshape(-1, model_axis), ("data", "model"))
     model, optimizer = build(TrainConfig(model="tiny"))
     graphdef, state = nnx.split((model, optimizer))
-    shardings = state_shardings(state, mesh)
+    shardings = state_shardings(state, mesh, fsdp)
     step = jax.jit(train_step_fn(graphdef, 1e-4, 0),
-                   in_shardings=(shardings, NamedSharding(mesh, P("data")), None))
+                   in_shardings=(shardings, NamedSharding(mesh, P("data")), None),
+                   out_shardings=(shardings, NamedSharding(mesh, P())))
     sharded = {k: jax.device_put(v, NamedSharding(mesh, P("data"))) for k, v in batch.items()}
     state, metrics = step(jax.device_put(state, shardings), sharded, 1)
     if model_axis == 2:  # the MLP kernels really are split over the model axis
         spec = state[0]["encoder"]["layers_0"]["mlp"]["wi_0"]["kernel"].value.sharding.spec
         assert tuple(spec) == (None, "model"), spec
+    if fsdp:  # parameters and Adafactor statistics are split over the 8 data devices
+        kernel = state[0]["decoder"]["logits_dense"]["kernel"].value
+        assert kernel.sharding.spec == P(None, "data"), kernel.sharding.spec
+        assert kernel.addressable_shards[0].data.shape == (128, 192)
+        statistics = [x for x in jax.tree.leaves(state[1]) if "data" in tuple(x.sharding.spec)]
+        assert statistics, "no optimizer statistic is sharded"
     kernel = state[0]["decoder"]["logits_dense"]["kernel"].value
     results.append((float(metrics["loss"]), np.asarray(kernel)))
 assert len(jax.devices()) == 8
 print([r[0] for r in results])
-for loss, kernel in results[1:]:  # 8-way data parallel; 4-way data x 2-way tensor parallel
+for loss, kernel in results[1:]:  # 8-way data parallel; 4 data x 2 tensor parallel; FSDP
     np.testing.assert_allclose(results[0][0], loss, rtol=1e-5)
     np.testing.assert_allclose(results[0][1], kernel, rtol=1e-4, atol=1e-6)
 print("OK")
@@ -234,3 +243,35 @@ def test_paper_table(tmp_path, run_cli):
     cells = [c.strip() for c in onset.strip("|").split("|")][1:]
     assert cells[0].endswith("(0.946)") and cells[0][0].isdigit()  # ours, then the paper's
     assert cells[1] == "- (0.919)"
+
+
+def test_learning_rate_schedules():
+    from mt3.train.optim import learning_rate_schedule
+
+    assert learning_rate_schedule(1e-3) == 1e-3  # MT3: constant
+    warm = learning_rate_schedule(1e-2, "constant", warmup=10)
+    assert float(warm(0)) == 0 and np.isclose(float(warm(5)), 5e-3) and np.isclose(warm(50), 1e-2)
+    cosine = learning_rate_schedule(1e-2, "cosine", warmup=10, steps=110)
+    assert np.isclose(float(cosine(10)), 1e-2) and np.isclose(float(cosine(60)), 5e-3)
+    assert float(cosine(110)) == 0
+    with pytest.raises(ValueError, match="schedule"):
+        TrainConfig(schedule="linear")
+
+
+def test_time_init_orders_the_shift_rows():
+    from mt3.train.train import build
+    from mt3.vocab import vocabulary
+
+    plain, _ = build(TrainConfig(model="tiny"))
+    timed, _ = build(TrainConfig(model="tiny", time_init=True))
+    first, last = vocabulary("mt3").id_range("shift")
+    rows = np.asarray(timed.decoder.token_embedder.embedding.get_value())
+    before = np.asarray(plain.decoder.token_embedder.embedding.get_value())
+    np.testing.assert_array_equal(rows[last + 1 :], before[last + 1 :])  # other tokens: as drawn
+    shifts = rows[first + 1 : first + 206]  # 10 ms ... 2.05 s
+    unit = shifts / np.linalg.norm(shifts, axis=1, keepdims=True)
+    assert np.mean(np.sum(unit[1:] * unit[:-1], axis=1)) > 0.95  # 10 ms apart: alike
+    assert np.mean(np.abs(np.sum(unit[100:] * unit[:-100], axis=1))) < 0.5  # 1 s apart: not
+    assert np.isclose(np.sqrt(np.mean(shifts**2)), 1.0, atol=0.05)  # the embedding scale
+    kernel = np.asarray(timed.decoder.logits_dense.kernel.get_value())[:, first + 1 : first + 206]
+    np.testing.assert_allclose(kernel.T, shifts / np.sqrt(128), rtol=1e-6)

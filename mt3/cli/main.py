@@ -6,15 +6,16 @@ import argparse
 import os
 import sys
 
-from mt3.cli import convert, evaluate, features, prepare, score, tokens, train, transcribe
+from mt3.cli import convert, demo, evaluate, features, prepare, score, tokens, train, transcribe
 
-COMMANDS = (transcribe, convert, prepare, train, evaluate, tokens, features, score)
+COMMANDS = (transcribe, demo, convert, prepare, train, evaluate, tokens, features, score)
 
 DESCRIPTION = """\
 mt3: multi-instrument music transcription (MT3) in JAX.
 
 Commands:
   transcribe          audio files -> multi-instrument MIDI (and notes JSON, piano roll, audio)
+  demo                generate data, train a tiny model, evaluate it, transcribe (15 min, CPU)
   convert-checkpoint  Magenta's released T5X checkpoints -> mt3 checkpoints
   prepare             raw dataset release or your audio + MIDI folder -> record shards
   train               train (or resume) a model on prepared data, configured with gin
@@ -46,6 +47,10 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from mt3.vocab import VocabError
 
     errors = [AudioError, EncodingError, ScoreInputError, MidiError, NotesError, VocabError]
+    if "mt3.demo" in sys.modules:
+        from mt3.demo import DemoError
+
+        errors.append(DemoError)
     if "mt3.train.train" in sys.modules:
         from mt3.train.train import TrainingError
 

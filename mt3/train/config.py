@@ -22,12 +22,21 @@ class TrainConfig:
         comma-separated list of subfolders of ``data_root``.
       steps, batch_size: training length and global batch (examples per step, all devices).
       learning_rate: MT3 uses a constant 1e-3 with Adafactor.
+      schedule: 'constant' (MT3) or 'cosine' (decay to 0 at ``steps``: short runs end better).
+      warmup_steps: linear warm-up to ``learning_rate`` over so many steps (MT3: 0).
+      target_length: decoder positions per example (0: the variant's 1024). Short music needs
+        fewer; every position costs time, so the demo trains at 128. Longer targets are cut.
       dropout_rate: overrides the variant's (None keeps it; MT3 0.1).
       z_loss: z-loss weight (MT3 1e-4).
+      time_init: start the time-shift embeddings and logits as position sinusoids
+        (mt3.model.t5.init_time_rows; not MT3's, which starts them as noise). Ignored with
+        ``init_from``.
       seed: parameters, dropout and data order.
       log_every_steps, checkpoint_every_steps, keep_checkpoints: bookkeeping.
       mesh_model: devices along the `model` mesh axis (1: pure data parallelism, MT3's setting);
         the rest form the `data` axis.
+      fsdp: also split parameters and optimizer state over the `data` axis (fully sharded data
+        parallelism: memory per device falls with the device count; same results).
       init_from: an mt3 checkpoint folder whose parameters start the run (e.g. a converted MT3).
       eval_every_steps: transcribe and score ``eval_limit`` recordings of each dataset's
         ``eval_split`` every so many steps (0: never); logged as eval/<dataset>/<metric>.
@@ -39,13 +48,18 @@ class TrainConfig:
     steps: int = 1000
     batch_size: int = 8
     learning_rate: float = 1e-3
+    schedule: str = "constant"
+    warmup_steps: int = 0
+    target_length: int = 0
     dropout_rate: float | None = None
     z_loss: float = 1e-4
+    time_init: bool = False
     seed: int = 0
     log_every_steps: int = 10
     checkpoint_every_steps: int = 250
     keep_checkpoints: int = 3
     mesh_model: int = 1
+    fsdp: bool = False
     init_from: str = ""
     eval_every_steps: int = 0
     eval_split: str = "validation"
@@ -58,6 +72,10 @@ class TrainConfig:
                 raise ValueError(
                     f"TrainConfig.{name} must be at least 1, got {getattr(self, name)}"
                 )
+        if self.warmup_steps < 0 or self.target_length < 0:
+            raise ValueError("TrainConfig.warmup_steps and target_length must not be negative")
+        if self.schedule not in ("constant", "cosine"):
+            raise ValueError(f"TrainConfig.schedule must be constant or cosine: {self.schedule!r}")
         if not self.learning_rate > 0:
             raise ValueError(
                 f"TrainConfig.learning_rate must be positive, got {self.learning_rate}"

@@ -28,10 +28,10 @@ from mt3.atomic import atomic_path, atomic_write_text
 from mt3.data.pipeline import DataConfig, SplitSource, mixture_sources, training_mixture
 from mt3.model.config import get_model_config
 from mt3.model.loss import sequence_loss
-from mt3.model.t5 import Transformer
+from mt3.model.t5 import Transformer, init_time_rows
 from mt3.spectrogram import log_mel
 from mt3.train.config import TrainConfig
-from mt3.train.optim import mt3_adafactor
+from mt3.train.optim import learning_rate_schedule, mt3_adafactor
 
 # Logical axis -> mesh axis, for tensor parallelism along `model` (mesh_model > 1).
 LOGICAL_RULES = {"embed": None, "joined_kv": "model", "mlp": "model", "vocab": "model"}
@@ -50,18 +50,25 @@ def make_mesh(config: TrainConfig) -> Mesh:
     return Mesh(devices.reshape(-1, config.mesh_model), ("data", "model"))
 
 
-def state_shardings(state, mesh: Mesh):
-    """Replicated, or split along `model` by the parameters' logical axes."""
+def state_shardings(state, mesh: Mesh, fsdp: bool = False):
+    """Replicated, or split along `model` by the parameters' logical axes; with ``fsdp``, every
+    array of 4096+ values (parameters and optimizer statistics) is also split along `data` on its
+    largest free dimension that divides evenly (XLA gathers it where the step needs it)."""
+    data = mesh.shape["data"]
 
     def spec(variable):
-        axes = (
-            variable.get_metadata().get("out_sharding")
-            if hasattr(variable, "get_metadata")
-            else None
-        )
-        if mesh.shape["model"] == 1 or not axes or len(axes) != variable.value.ndim:
-            return NamedSharding(mesh, P())
-        return NamedSharding(mesh, P(*(LOGICAL_RULES.get(a) for a in axes)))
+        value = variable.get_value() if isinstance(variable, nnx.Variable) else variable
+        shape = getattr(value, "shape", ())
+        metadata = variable.get_metadata() if hasattr(variable, "get_metadata") else {}
+        axes = metadata.get("out_sharding")
+        names = [None] * len(shape)
+        if mesh.shape["model"] > 1 and axes and len(axes) == len(shape):
+            names = [LOGICAL_RULES.get(a) for a in axes]
+        if fsdp and data > 1 and np.prod(shape, dtype=np.int64) >= 4096:
+            free = [i for i, n in enumerate(names) if n is None and shape[i] % data == 0]
+            if free:
+                names[max(free, key=lambda i: shape[i])] = "data"
+        return NamedSharding(mesh, P(*names))
 
     return jax.tree.map(spec, state, is_leaf=lambda x: isinstance(x, nnx.Variable))
 
@@ -91,7 +98,13 @@ def build(config: TrainConfig):
             raise TrainingError(
                 f"{config.init_from}: parameters do not fit {config.model}: {error}"
             ) from None
-    optimizer = nnx.Optimizer(model, mt3_adafactor(config.learning_rate), wrt=nnx.Param)
+    elif config.time_init:
+        init_time_rows(model)
+    rate = learning_rate_schedule(
+        config.learning_rate, config.schedule, config.warmup_steps, config.steps
+    )
+    adafactor = mt3_adafactor(rate)
+    optimizer = nnx.Optimizer(model, adafactor, wrt=nnx.Param)
     return model, optimizer
 
 
@@ -226,8 +239,8 @@ def train(config: TrainConfig, workdir: str | Path) -> dict:
     model_config = get_model_config(config.model)
     data_config = DataConfig(
         vocab=model_config.vocab, segment_frames=model_config.segment_frames,
-        target_length=model_config.max_decode_length, batch_size=config.batch_size // processes,
-        seed=config.seed,
+        target_length=config.target_length or model_config.max_decode_length,
+        batch_size=config.batch_size // processes, seed=config.seed,
     )  # fmt: skip
     sources = data_sources(config)
     dataset = training_mixture(sources, data_config, shard=(jax.process_index(), processes))
@@ -236,7 +249,7 @@ def train(config: TrainConfig, workdir: str | Path) -> dict:
     # Model, optimizer and their sharded state.
     model, optimizer = build(config)
     graphdef, state = nnx.split((model, optimizer))
-    shardings = state_shardings(state, mesh)
+    shardings = state_shardings(state, mesh, config.fsdp)
     state = jax.device_put(state, shardings)
     batch_sharding = NamedSharding(mesh, P("data"))
     step_fn = jax.jit(
