@@ -39,13 +39,10 @@ class DemoError(ValueError):
 
 def demo_config(gin_files=(), gin_params=(), data_root: str | None = None):
     """TrainConfig from gin/demo.gin (or the given files) and bindings; ``data_root`` wins."""
-    import gin
-    from mt3.train.config import TrainConfig
+    from mt3.train.config import load_config
 
-    gin.clear_config()
-    gin.parse_config_files_and_bindings([str(f) for f in gin_files or [DEMO_GIN]], gin_params)
-    config = TrainConfig()
-    return dataclasses.replace(config, data_root=data_root) if data_root else config
+    config = load_config(gin_files or [DEMO_GIN], gin_params)
+    return dataclasses.replace(config, data_root=str(data_root)) if data_root else config
 
 
 def dataset_names(config) -> list[str]:

@@ -275,3 +275,17 @@ def test_time_init_orders_the_shift_rows():
     assert np.isclose(np.sqrt(np.mean(shifts**2)), 1.0, atol=0.05)  # the embedding scale
     kernel = np.asarray(timed.decoder.logits_dense.kernel.get_value())[:, first + 1 : first + 206]
     np.testing.assert_allclose(kernel.T, shifts / np.sqrt(128), rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        (("--gin_param", "TrainConfig.steps = 0"), "steps must be at least 1"),
+        (("--gin_param", "TrainConfig.stepz = 10"), "doesn't have a parameter named 'stepz'"),
+        (("--gin_file", "missing.gin"), "missing.gin: no such gin file"),
+    ],
+)
+def test_bad_training_config_is_one_line(tmp_path, run_cli, option, message):
+    status, _, err = run_cli("train", "--workdir", tmp_path / "w", *option)
+    assert status == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "w").exists()

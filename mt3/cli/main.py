@@ -47,6 +47,10 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from mt3.vocab import VocabError
 
     errors = [AudioError, EncodingError, ScoreInputError, MidiError, NotesError, VocabError]
+    if "mt3.train.config" in sys.modules:
+        from mt3.train.config import ConfigError
+
+        errors.append(ConfigError)
     if "mt3.demo" in sys.modules:
         from mt3.demo import DemoError
 

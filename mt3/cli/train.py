@@ -30,16 +30,14 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    import gin
-    from mt3.train.config import TrainConfig
+    from mt3.train.config import load_config
     from mt3.train.train import train
 
     if args.distributed:
         import jax
 
         jax.distributed.initialize()
-    gin.parse_config_files_and_bindings(args.gin_file, args.gin_param)
-    last = train(TrainConfig(), args.workdir)
+    last = train(load_config(args.gin_file, args.gin_param), args.workdir)
     if last:
         print(f"{args.workdir}: done at step {last['step']}")
     if args.plot:

@@ -6,6 +6,7 @@ mt3 train --gin_file gin/demo.gin --gin_param 'TrainConfig.steps = 500' --workdi
 from __future__ import annotations
 
 import dataclasses
+import tokenize
 
 import gin
 
@@ -80,3 +81,25 @@ class TrainConfig:
             raise ValueError(
                 f"TrainConfig.learning_rate must be positive, got {self.learning_rate}"
             )
+
+
+class ConfigError(ValueError):
+    """A gin file or binding that does not give a valid TrainConfig."""
+
+
+def load_config(gin_files=(), gin_params=()) -> TrainConfig:
+    """TrainConfig from gin files and bindings; errors become one-line ConfigErrors."""
+    from pathlib import Path
+
+    for path in gin_files:
+        if not Path(path).is_file():
+            raise ConfigError(f"{path}: no such gin file")
+    gin.clear_config()
+    try:
+        gin.parse_config_files_and_bindings([str(f) for f in gin_files], list(gin_params))
+        return TrainConfig()
+    except (ValueError, TypeError, SyntaxError, tokenize.TokenError) as error:
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        lines = [line for line in lines if not line.startswith("In call to configurable")]
+        where = f" ({lines[-1]})" if len(lines) > 1 else ""
+        raise ConfigError(f"bad training config: {lines[0] if lines else error}{where}") from None
