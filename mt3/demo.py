@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 from pathlib import Path
 
@@ -43,6 +44,20 @@ def demo_config(gin_files=(), gin_params=(), data_root: str | None = None):
 
     config = load_config(gin_files or [DEMO_GIN], gin_params)
     return dataclasses.replace(config, data_root=str(data_root)) if data_root else config
+
+
+def use_cpu_cores(batch_size: int) -> int:
+    """Ask XLA for one host device per core (at most 8, dividing the batch) before JAX starts:
+    on a CPU the tiny network trains ~1.4x faster data-parallel over 2 single-core devices than
+    on one two-threaded device. No effect on GPUs/TPUs; a device count in XLA_FLAGS wins."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_force_host_platform_device_count" in flags:
+        return 0
+    cores = min(len(os.sched_getaffinity(0)), 8)
+    count = max(d for d in range(1, cores + 1) if batch_size % d == 0)
+    if count > 1:
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
+    return count
 
 
 def dataset_names(config) -> list[str]:
@@ -103,6 +118,7 @@ def run_demo(workdir, data_root=None, gin_files=(), gin_params=()) -> dict:
 
     workdir = Path(workdir)
     config = demo_config(gin_files, gin_params, data_root)
+    use_cpu_cores(config.batch_size)
     seconds, began = {}, time.perf_counter()
 
     def stage(name, start):

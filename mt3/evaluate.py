@@ -16,11 +16,6 @@ from mt3.metrics import HEADLINE_METRICS, mean_scores, score
 
 def load_any_model(path: str | Path):
     """An mt3 checkpoint folder (config.json + params) or a training workdir (latest step)."""
-    path = Path(path)
-    if (path / "checkpoints").is_dir():
-        from mt3.train.train import load_trained_model
-
-        return load_trained_model(path)
     from mt3.model.store import load_model
 
     return load_model(path)

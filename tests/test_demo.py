@@ -12,6 +12,7 @@ from mt3 import demo
 
 def test_demo_runs_every_stage(tmp_path, run_cli, monkeypatch):
     monkeypatch.setitem(demo.SYNTHETIC, "synth-piano", {"count": 10, "seconds": 5.0, "workers": 1})
+    monkeypatch.setenv("XLA_FLAGS", "")  # the demo asks for one device per core: undo after
     workdir = tmp_path / "run"
     status, out, err = run_cli(
         "demo", "--workdir", workdir, "--data", tmp_path / "data",
@@ -42,6 +43,14 @@ def test_demo_runs_every_stage(tmp_path, run_cli, monkeypatch):
     )  # fmt: skip
     assert status == 0, err
     assert (workdir / "metrics.jsonl").read_text() == logged  # no new steps
+
+
+def test_one_host_device_per_core(monkeypatch):
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_enable_fast_math=false")
+    monkeypatch.setattr(demo.os, "sched_getaffinity", lambda _: set(range(6)))
+    assert demo.use_cpu_cores(16) == 4  # the most devices that divide the batch
+    assert demo.os.environ["XLA_FLAGS"].endswith("--xla_force_host_platform_device_count=4")
+    assert demo.use_cpu_cores(16) == 0  # a count already there wins
 
 
 def test_demo_does_not_invent_real_datasets(tmp_path, run_cli):

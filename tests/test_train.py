@@ -95,6 +95,21 @@ def test_cli_and_sigkill_resume(data_root, tmp_path):
     assert merged == dict(losses(reference))
 
 
+def test_checkpoint_of_two_devices_loads_on_one(data_root, tmp_path):
+    """`mt3 demo` trains over 2 host devices; `mt3 transcribe --checkpoint RUN` then runs on 1."""
+    from mt3.model.store import load_model
+
+    environment = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    bindings = dict(model="'tiny'", data_root=f"'{data_root}'", mixture="'synth-piano'",
+                    steps=1, batch_size=2)  # fmt: skip
+    command = [sys.executable, "-m", "mt3", "train", "--workdir", str(tmp_path / "run")]
+    for key, value in bindings.items():
+        command += ["--gin_param", f"TrainConfig.{key} = {value}"]
+    subprocess.run(command, check=True, capture_output=True, env=environment)
+    model = load_model(tmp_path / "run")
+    assert model.config.name == "tiny"
+
+
 EIGHT_DEVICES = """
 import jax, jax.numpy as jnp, numpy as np
 from flax import nnx
@@ -168,6 +183,18 @@ def test_evaluate_a_training_run(data_root, tmp_path, run_cli):
         "evaluate", "--checkpoint", tmp_path, "--data", data_root / "synth-band"
     )
     assert status == 2 and "not an mt3 checkpoint" in err
+
+    # `mt3 transcribe` takes the training run too (its latest checkpoint).
+    from mt3.data.pipeline import SplitSource
+    from mt3.render import write_wav
+
+    write_wav(SplitSource(data_root / "synth-band", "test")[0].float_audio(), 16000,
+              tmp_path / "take.wav")  # fmt: skip
+    status, _, err = run_cli(
+        "transcribe", tmp_path / "take.wav", "--checkpoint", workdir, "-o", tmp_path / "out"
+    )
+    assert status == 0, err
+    assert (tmp_path / "out" / "take.mid").is_file()
 
 
 @pytest.mark.parametrize("name", ["tiny", "demo", "mt3", "ismir2021", "finetune"])

@@ -14,6 +14,7 @@ examples:
   mt3 transcribe piano.wav --checkpoint converted/ismir2021 --model-config ismir2021
   mt3 transcribe band.wav --checkpoint ckpt --instruments piano,bass,drums
   mt3 transcribe take.wav --checkpoint ckpt --reference take.mid --format midi,png
+  mt3 transcribe piano.wav --checkpoint runs/demo       (a training workdir: its latest step)
 
 Any length of audio works: files are read in blocks and cut into 2.048 s segments (4.096 s for
 ismir2021) that are decoded in batches. Output files are named after each input; -o is a folder, or
@@ -28,7 +29,9 @@ def register(subparsers) -> None:
     )
     parser.add_argument("audio", nargs="+", help="wav, flac, ogg, mp3, ... files")
     parser.add_argument("-o", "--output", default=".", help="output folder, or a .mid path")
-    parser.add_argument("--checkpoint", help="an mt3 checkpoint folder (see convert-checkpoint)")
+    parser.add_argument(
+        "--checkpoint", help="an mt3 checkpoint folder (see convert-checkpoint) or a training run"
+    )
     parser.add_argument("--model-config", help="expected variant (mt3, ismir2021, ...): checked")
     parser.add_argument("--batch-size", type=int, default=8, help="segments per device call")
     parser.add_argument("--format", default="midi", help="comma list of midi, json, png, wav")

@@ -68,9 +68,14 @@ def read_config(directory: str | os.PathLike) -> ModelConfig:
 
 
 def load_model(directory: str | os.PathLike) -> Transformer:
-    """Build the network described by ``DIR/config.json`` and restore its parameters."""
+    """Build the network described by ``DIR/config.json`` and restore its parameters; a training
+    workdir (``DIR/checkpoints``) gives the network of its latest checkpoint."""
     import orbax.checkpoint as ocp
 
+    if (Path(directory) / "checkpoints").is_dir():
+        from mt3.train.train import load_trained_model
+
+        return load_trained_model(directory)
     config = read_config(directory)
     model = nnx.eval_shape(lambda: Transformer(config, rngs=nnx.Rngs(0)))
     state = nnx.state(model, nnx.Param)

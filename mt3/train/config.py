@@ -24,6 +24,7 @@ class TrainConfig:
       steps, batch_size: training length and global batch (examples per step, all devices).
       learning_rate: MT3 uses a constant 1e-3 with Adafactor.
       schedule: 'constant' (MT3) or 'cosine' (decay to 0 at ``steps``: short runs end better).
+      momentum: Adafactor's first-moment decay (MT3: 0, none).
       warmup_steps: linear warm-up to ``learning_rate`` over so many steps (MT3: 0).
       target_length: decoder positions per example (0: the variant's 1024). Short music needs
         fewer; every position costs time, so the demo trains at 128. Longer targets are cut.
@@ -50,6 +51,7 @@ class TrainConfig:
     batch_size: int = 8
     learning_rate: float = 1e-3
     schedule: str = "constant"
+    momentum: float = 0.0
     warmup_steps: int = 0
     target_length: int = 0
     dropout_rate: float | None = None
@@ -75,6 +77,8 @@ class TrainConfig:
                 )
         if self.warmup_steps < 0 or self.target_length < 0:
             raise ValueError("TrainConfig.warmup_steps and target_length must not be negative")
+        if not 0.0 <= self.momentum < 1.0:
+            raise ValueError(f"TrainConfig.momentum must be in [0, 1), got {self.momentum}")
         if self.schedule not in ("constant", "cosine"):
             raise ValueError(f"TrainConfig.schedule must be constant or cosine: {self.schedule!r}")
         if not self.learning_rate > 0:

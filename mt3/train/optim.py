@@ -21,8 +21,9 @@ def learning_rate_schedule(peak: float, schedule: str = "constant", warmup: int 
     return optax.linear_schedule(0.0, peak, warmup) if warmup else peak
 
 
-def mt3_adafactor(learning_rate=1e-3) -> optax.GradientTransformation:
-    """MT3's Adafactor at a rate or a schedule (step -> rate)."""
+def mt3_adafactor(learning_rate=1e-3, momentum: float = 0.0) -> optax.GradientTransformation:
+    """MT3's Adafactor at a rate or a schedule (step -> rate); ``momentum`` > 0 adds a first
+    moment (MT3: none)."""
     return optax.adafactor(
         learning_rate=learning_rate,
         min_dim_size_to_factor=128,
@@ -30,6 +31,6 @@ def mt3_adafactor(learning_rate=1e-3) -> optax.GradientTransformation:
         decay_offset=0,
         multiply_by_parameter_scale=True,
         clipping_threshold=1.0,
-        momentum=None,
+        momentum=momentum or None,
         eps=1e-30,
     )

@@ -103,7 +103,7 @@ def build(config: TrainConfig):
     rate = learning_rate_schedule(
         config.learning_rate, config.schedule, config.warmup_steps, config.steps
     )
-    adafactor = mt3_adafactor(rate)
+    adafactor = mt3_adafactor(rate, config.momentum)
     optimizer = nnx.Optimizer(model, adafactor, wrt=nnx.Param)
     return model, optimizer
 
@@ -352,7 +352,10 @@ def load_trained_model(workdir: str | Path, step: int | None = None) -> Transfor
     if step is None:
         raise TrainingError(f"{workdir}: no checkpoint yet")
     state = nnx.state((model, optimizer))
-    target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), _saveable(state))
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])  # whatever devices saved it
+    target = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), _saveable(state)
+    )
     restored = manager.restore(
         step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target))
     )
