@@ -13,7 +13,8 @@ from mt3.cli import command_parser
 EPILOG = """\
 examples:
   mt3 demo
-  mt3 demo --workdir runs/demo4x --gin_param 'TrainConfig.steps = 10800'
+  mt3 demo --workdir runs/demo4x --gin_param 'TrainConfig.steps = 14400'   (4x the budget)
+  mt3 transcribe my_piano.wav --checkpoint runs/demo --format midi,png
 
 Stages: (1) generate the synthetic datasets of gin/demo.gin under --data if missing, (2) train
 (or resume) in --workdir, (3) evaluate on their validation splits (WORKDIR/eval/*/scores.json),
