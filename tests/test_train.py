@@ -316,3 +316,32 @@ def test_bad_training_config_is_one_line(tmp_path, run_cli, option, message):
     status, _, err = run_cli("train", "--workdir", tmp_path / "w", *option)
     assert status == 2 and message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "w").exists()
+
+
+def test_init_from_a_checkpoint_or_a_run(data_root, tmp_path):
+    from flax import nnx
+
+    from mt3.model.store import load_model, save_model
+    from mt3.train.train import TrainingError, build
+
+    train(config(data_root, steps=2), tmp_path / "a")
+    source = load_model(tmp_path / "a")  # a training run's latest step
+    save_model(source, tmp_path / "ckpt")  # and the same as an mt3 checkpoint folder
+    expected = nnx.to_pure_dict(nnx.state(source, nnx.Param))
+    for origin in (tmp_path / "a", tmp_path / "ckpt"):
+        model, _ = build(config(data_root, init_from=str(origin), time_init=True))
+        got = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+        for a, b in zip(jax_leaves(expected), jax_leaves(got), strict=True):
+            np.testing.assert_array_equal(a, b)  # params only; time_init does not override
+    fresh, _ = build(config(data_root))
+    assert not np.array_equal(
+        jax_leaves(nnx.to_pure_dict(nnx.state(fresh, nnx.Param)))[0], jax_leaves(expected)[0]
+    )
+    with pytest.raises(TrainingError, match="do not fit"):
+        build(config(data_root, model="mt3", init_from=str(tmp_path / "ckpt")))
+
+
+def jax_leaves(tree):
+    import jax
+
+    return [np.asarray(x) for x in jax.tree.leaves(tree)]

@@ -92,12 +92,18 @@ def build(config: TrainConfig):
         from mt3.model.store import load_model
 
         source = load_model(config.init_from)
-        try:
-            nnx.update(model, nnx.state(source, nnx.Param))
-        except (ValueError, KeyError, TypeError) as error:
-            raise TrainingError(
-                f"{config.init_from}: parameters do not fit {config.model}: {error}"
-            ) from None
+        params = nnx.state(source, nnx.Param)
+        expected = nnx.to_flat_state(nnx.state(model, nnx.Param))
+        given = dict(nnx.to_flat_state(params))
+        for path, variable in expected:
+            shape = getattr(given.get(path), "shape", None)
+            if shape != variable.shape:
+                name = "/".join(map(str, path))
+                raise TrainingError(
+                    f"{config.init_from}: parameters do not fit {config.model} ({name}: "
+                    f"{shape} in the checkpoint, {variable.shape} here)"
+                )
+        nnx.update(model, params)
     elif config.time_init:
         init_time_rows(model)
     rate = learning_rate_schedule(
