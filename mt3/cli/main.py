@@ -38,6 +38,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Error classes of modules that import JAX or other heavy libraries: an error can only have been
+# raised if its module was imported, so `mt3 tokens` never imports JAX just to list them.
+LAZY_ERRORS = {
+    "mt3.train.config": "ConfigError", "mt3.demo": "DemoError", "mt3.train.train": "TrainingError",
+    "mt3.data.pipeline": "PipelineError", "mt3.data.datasets": "DatasetLayoutError",
+    "mt3.data.records": "RecordError", "mt3.infer": "TranscribeError",
+    "mt3.model.config": "ModelConfigError", "mt3.model.decoding": "DecodeError",
+    "mt3.model.store": "CheckpointError", "mt3.render": "RenderError",
+}  # fmt: skip
+
+
 def user_errors() -> tuple[type[BaseException], ...]:
     """Errors caused by bad input: reported in one line, exit status 2."""
     from mt3.audio import AudioError
@@ -47,35 +58,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from mt3.vocab import VocabError
 
     errors = [AudioError, EncodingError, ScoreInputError, MidiError, NotesError, VocabError]
-    if "mt3.train.config" in sys.modules:
-        from mt3.train.config import ConfigError
-
-        errors.append(ConfigError)
-    if "mt3.demo" in sys.modules:
-        from mt3.demo import DemoError
-
-        errors.append(DemoError)
-    if "mt3.train.train" in sys.modules:
-        from mt3.train.train import TrainingError
-
-        errors.append(TrainingError)
-    if "mt3.data.pipeline" in sys.modules:
-        from mt3.data.pipeline import PipelineError
-
-        errors.append(PipelineError)
-    if "mt3.data.datasets" in sys.modules:
-        from mt3.data.datasets import DatasetLayoutError
-        from mt3.data.records import RecordError
-
-        errors += [DatasetLayoutError, RecordError]
-    if "mt3.infer" in sys.modules or "mt3.model.store" in sys.modules:
-        from mt3.infer import TranscribeError
-        from mt3.model.config import ModelConfigError
-        from mt3.model.decoding import DecodeError
-        from mt3.model.store import CheckpointError
-        from mt3.render import RenderError
-
-        errors += [TranscribeError, ModelConfigError, CheckpointError, RenderError, DecodeError]
+    errors += [getattr(sys.modules[m], n) for m, n in LAZY_ERRORS.items() if m in sys.modules]
     return (*errors, OSError)
 
 
