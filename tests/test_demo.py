@@ -14,11 +14,12 @@ def test_demo_runs_every_stage(tmp_path, run_cli, monkeypatch):
     monkeypatch.setitem(demo.SYNTHETIC, "synth-piano", {"count": 10, "seconds": 5.0, "workers": 1})
     monkeypatch.setenv("XLA_FLAGS", "")  # the demo asks for one device per core: undo after
     workdir = tmp_path / "run"
-    status, out, err = run_cli(
+    command = (
         "demo", "--workdir", workdir, "--data", tmp_path / "data",
         "--gin_param", "TrainConfig.mixture = 'synth-piano'",
         "--gin_param", "TrainConfig.steps = 2", "--gin_param", "TrainConfig.batch_size = 2",
     )  # fmt: skip
+    status, out, err = run_cli(*command)
     assert status == 0, err
     assert (tmp_path / "data" / "synth-piano" / "manifest.json").is_file()  # generated
     summary = json.loads((workdir / "demo.json").read_text())
@@ -36,11 +37,7 @@ def test_demo_runs_every_stage(tmp_path, run_cli, monkeypatch):
     logged = (workdir / "metrics.jsonl").read_text()
 
     # Again: training is finished, so it only evaluates and transcribes.
-    status, out, err = run_cli(
-        "demo", "--workdir", workdir, "--data", tmp_path / "data",
-        "--gin_param", "TrainConfig.mixture = 'synth-piano'",
-        "--gin_param", "TrainConfig.steps = 2", "--gin_param", "TrainConfig.batch_size = 2",
-    )  # fmt: skip
+    status, out, err = run_cli(*command)
     assert status == 0, err
     assert (workdir / "metrics.jsonl").read_text() == logged  # no new steps
 
