@@ -53,7 +53,8 @@ def use_cpu_cores(batch_size: int) -> int:
     flags = os.environ.get("XLA_FLAGS", "")
     if "xla_force_host_platform_device_count" in flags:
         return 0
-    cores = min(len(os.sched_getaffinity(0)), 8)
+    usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None  # not macOS
+    cores = min(len(usable) if usable else os.cpu_count() or 1, 8)
     count = max(d for d in range(1, cores + 1) if batch_size % d == 0)
     if count > 1:
         os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
