@@ -19,7 +19,8 @@ import time
 import jax
 import numpy as np
 
-from mt3.audio import HOP_SAMPLES, SAMPLE_RATE, get_audio_config, split_segments
+from mt3.audio import HOP_SAMPLES, SAMPLE_RATE, split_segments
+from mt3.config import VARIANTS
 from mt3.events import notes_to_segment_tokens, segment_tokens_to_notes
 from mt3.notes import Notes
 from mt3.spectrogram import log_mel_jit
@@ -79,7 +80,7 @@ def main() -> None:
 
     samples = np.random.default_rng(0).uniform(-0.5, 0.5, int(args.seconds * SAMPLE_RATE))
     samples = samples.astype(np.float32)
-    segments, valid = split_segments(samples, get_audio_config("mt3").segment_frames)
+    segments, valid = split_segments(samples, VARIANTS["mt3"].segment_frames)
     audio_seconds = samples.size / SAMPLE_RATE
 
     rows = []

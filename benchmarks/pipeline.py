@@ -20,7 +20,8 @@ import numpy as np
 import soundfile
 
 from mt3.audio import SAMPLE_RATE
-from mt3.data.pipeline import DataConfig, SplitSource, training_mixture, with_workers
+from mt3.config import VARIANTS, DataConfig
+from mt3.data.pipeline import SplitSource, training_mixture, with_workers
 from mt3.data.prepare import prepare
 from mt3.notes import write_midi
 
@@ -40,7 +41,9 @@ def build_dataset(root: Path) -> Path:
 
 
 def batches_per_second(data: Path, workers: int, count: int) -> float:
-    dataset = training_mixture([SplitSource(data, "train")], DataConfig(batch_size=8))
+    dataset = training_mixture(
+        [SplitSource(data, "train")], VARIANTS["mt3"], DataConfig(), batch_size=8
+    )
     iterator = iter(with_workers(dataset, workers))
     next(iterator)  # start-up (worker processes, first reads)
     start = time.perf_counter()
@@ -54,12 +57,12 @@ def train_steps_per_second(batch: int = 8, steps: int = 3) -> float:
     import optax
     from flax import nnx
 
-    from mt3.model.config import get_model_config
+    from mt3.config import get_variant
     from mt3.model.loss import sequence_loss
     from mt3.model.t5 import Transformer
     from mt3.spectrogram import log_mel
 
-    model = Transformer(get_model_config("mt3"), rngs=nnx.Rngs(0))
+    model = Transformer(get_variant("mt3"), rngs=nnx.Rngs(0))
     optimizer = nnx.Optimizer(model, optax.adafactor(1e-3, decay_rate=0.8), wrt=nnx.Param)
     rng = np.random.default_rng(0)
     audio = jnp.asarray(rng.normal(size=(batch, 32768)) * 0.1, jnp.float32)

@@ -20,8 +20,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from mt3.model.config import ModelConfig, get_model_config
-from mt3.train.config import TrainConfig
+from mt3.config import ModelConfig, RunConfig, TrainConfig, get_variant
 from mt3.train.train import build, state_shardings, train_step_fn
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -37,9 +36,9 @@ def decoder_forward_flops(config: ModelConfig, targets: int, frames: int) -> flo
 
 
 def measure(name: str, batch: int, steps: int):
-    config = get_model_config(name)
+    config = get_variant(name)
     mesh = Mesh(np.array(jax.devices()).reshape(-1, 1), ("data", "model"))
-    model, optimizer = build(TrainConfig(model=name))
+    model, optimizer = build(RunConfig(config, train=TrainConfig(variant=name)))
     graphdef, state = nnx.split((model, optimizer))
     shardings = state_shardings(state, mesh)
     batch_sharding = NamedSharding(mesh, P("data"))

@@ -23,8 +23,8 @@ import numpy as np
 from flax import nnx
 
 from mt3.audio import SAMPLE_RATE, split_segments
+from mt3.config import ModelConfig, get_variant
 from mt3.events import notes_to_segment_tokens
-from mt3.model.config import ModelConfig, get_model_config
 from mt3.model.decoding import PHASE_LENGTH, DecodeOptions, decode
 from mt3.model.t5 import Transformer
 from mt3.spectrogram import log_mel
@@ -137,7 +137,7 @@ def main() -> None:
     parser.add_argument("--midi", help="piece to render (default: the Slakh sample in ../shared)")
     args = parser.parse_args()
 
-    config = get_model_config(args.variant)
+    config = get_variant(args.variant)
     model = Transformer(config, rngs=nnx.Rngs(0))
     graphdef, state = nnx.split(model)
     peak = matmul_flops_per_second(args.repeats)

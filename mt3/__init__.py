@@ -5,8 +5,10 @@
     notes = mt3.transcribe("song.mp3", model)        # Notes: start, end, pitch, program, ...
 
 Modules: ``audio`` (loading, framing), ``spectrogram`` (log-mel in JAX), ``vocab`` and ``events``
-(MT3's token codec), ``notes`` (Notes, MIDI, JSON), ``metrics`` (MT3's scores), ``model`` (the
-network, decoding, checkpoint import), ``infer`` (long-audio transcription).
+(MT3's token codec), ``notes`` (Notes, MIDI, JSON), ``metrics`` (MT3's scores), ``config`` (the
+variants and the training config tree), ``model`` (the network, decoding, the model store,
+checkpoint import), ``infer`` (long-audio transcription), ``outputs`` (the writers by format).
+docs/architecture.md shows how they connect.
 """
 
 from mt3.notes import Notes
@@ -15,11 +17,12 @@ __version__ = "0.1.0"
 __all__ = ["Notes", "load_model", "transcribe", "__version__"]
 
 
-def load_model(checkpoint_dir):
-    """The network stored in an mt3 checkpoint folder (config.json + params)."""
+def load_model(path):
+    """The network of a model folder (`mt3 convert-checkpoint`) or of a training run (its latest
+    checkpoint): parameters only, on one device (mt3.model.store)."""
     from mt3.model.store import load_model as load
 
-    return load(checkpoint_dir)
+    return load(path)
 
 
 def transcribe(audio, model, *, batch_size: int = 8, instruments: str | None = None) -> Notes:

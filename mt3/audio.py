@@ -6,7 +6,7 @@ resampled with librosa (``kaiser_best`` in its era; ``soxr_hq`` today), so 44.1/
 give spectrograms that differ from MT3's in the last digits; 16 kHz files are bit-exact
 (samples = int16 / 32768).
 
-Framing follows spec §1.2: the audio is zero-padded by 128 - (N mod 128) samples (always
+Framing follows docs/mt3.md §1.2: the audio is zero-padded by 128 - (N mod 128) samples (always
 1..128) and cut into 128-sample frames at 125 frames/s; segments are consecutive runs of
 ``segment_frames`` frames (256 for ``mt3``, 512 for ``ismir2021``), the last one shorter. The
 log-mel of a segment is computed from that segment's samples only (mt3.spectrogram).
@@ -16,12 +16,13 @@ This module is NumPy only, so token and scoring code can use its constants witho
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+
+from mt3.errors import Mt3Error
 
 SAMPLE_RATE = 16000
 HOP_SAMPLES = 128
@@ -34,40 +35,8 @@ FRAMES_PER_SECOND = SAMPLE_RATE / HOP_SAMPLES
 assert FRAMES_PER_SECOND == 125.0
 
 
-class AudioError(ValueError):
+class AudioError(Mt3Error, ValueError):
     """Audio that is missing, empty, corrupt or in a format libsndfile cannot decode."""
-
-
-@dataclasses.dataclass(frozen=True)
-class AudioConfig:
-    """The encoder's input geometry; every other front-end number is a module constant."""
-
-    segment_frames: int = 256
-
-    def __post_init__(self):
-        if self.segment_frames < 1:
-            raise AudioError(f"segment_frames must be positive, got {self.segment_frames}")
-
-    @property
-    def segment_samples(self) -> int:
-        return self.segment_frames * HOP_SAMPLES
-
-    @property
-    def segment_seconds(self) -> float:
-        return self.segment_frames / FRAMES_PER_SECOND
-
-
-AUDIO_CONFIGS = {"mt3": AudioConfig(256), "ismir2021": AudioConfig(512)}
-
-
-def get_audio_config(name: str) -> AudioConfig:
-    """The named front-end configuration ('mt3': 256-frame segments, 'ismir2021': 512)."""
-    try:
-        return AUDIO_CONFIGS[name]
-    except KeyError:
-        raise AudioError(
-            f"unknown audio config {name!r}; choose one of {', '.join(AUDIO_CONFIGS)}"
-        ) from None
 
 
 def num_frames(num_samples: int) -> int:

@@ -23,6 +23,8 @@ import os
 import time
 from pathlib import Path
 
+from mt3.errors import Mt3Error
+
 GIN_DIR = Path(__file__).resolve().parent.parent / "gin"
 DEMO_GIN = GIN_DIR / "demo.gin"
 # What `mt3 prepare` generates for each dataset the demo may train on.
@@ -34,16 +36,20 @@ SYNTHETIC = {
 }
 
 
-class DemoError(ValueError):
+class DemoError(Mt3Error, ValueError):
     """A demo configuration that names data the demo cannot generate."""
 
 
 def demo_config(gin_files=(), gin_params=(), data_root: str | None = None):
-    """TrainConfig from gin/demo.gin (or the given files) and bindings; ``data_root`` wins."""
-    from mt3.train.config import load_config
+    """The RunConfig of gin/demo.gin (or the given files) and bindings; ``data_root`` wins."""
+    from mt3.config import load_config
 
     config = load_config(gin_files or [DEMO_GIN], gin_params)
-    return dataclasses.replace(config, data_root=str(data_root)) if data_root else config
+    if data_root:
+        config = dataclasses.replace(
+            config, data=dataclasses.replace(config.data, data_root=str(data_root))
+        )
+    return config
 
 
 def use_cpu_cores(batch_size: int) -> int:
@@ -61,20 +67,16 @@ def use_cpu_cores(batch_size: int) -> int:
     return count
 
 
-def dataset_names(config) -> list[str]:
-    from mt3.data.pipeline import MIXTURES
-
-    return list(MIXTURES.get(config.mixture, config.mixture.split(",")))
-
-
 def ensure_data(config) -> list[str]:
     """Generate each missing dataset of the mixture; returns the ones that were generated."""
+    from mt3.data.pipeline import mixture_folders
     from mt3.data.prepare import prepare
+    from mt3.data.records import MANIFEST_FILE
 
     built = []
-    for name in dataset_names(config):
-        folder = Path(config.data_root) / name
-        if (folder / "manifest.json").is_file():
+    for folder in mixture_folders(config.data):
+        name = folder.name
+        if (folder / MANIFEST_FILE).is_file():
             continue
         if name not in SYNTHETIC:
             raise DemoError(
@@ -88,17 +90,19 @@ def ensure_data(config) -> list[str]:
 
 def transcribe_example(model, config, out_dir: Path) -> dict:
     """The first test recording of the mixture's first dataset: audio, transcription, truth."""
-    from mt3.data.pipeline import SplitSource
-    from mt3.infer import Transcriber, write_outputs
+    from mt3.audio import SAMPLE_RATE
+    from mt3.data.pipeline import SplitSource, mixture_folders
+    from mt3.infer import Transcriber
     from mt3.metrics import score
     from mt3.notes import write_midi
+    from mt3.outputs import write_outputs
     from mt3.render import write_wav
 
-    record = SplitSource(Path(config.data_root) / dataset_names(config)[0], "test")[0]
+    record = SplitSource(mixture_folders(config.data)[0], "test")[0]
     base = out_dir / record.id
     out_dir.mkdir(parents=True, exist_ok=True)
     audio = record.float_audio()
-    write_wav(audio, 16000, base.with_suffix(".wav"))
+    write_wav(audio, SAMPLE_RATE, base.with_suffix(".wav"))
     write_midi(record.notes, base.with_name(f"{record.id}.reference.mid"))
     result = Transcriber(model).transcribe(audio)
     written = write_outputs(
@@ -114,12 +118,15 @@ def transcribe_example(model, config, out_dir: Path) -> dict:
 def run_demo(workdir, data_root=None, gin_files=(), gin_params=()) -> dict:
     """All four stages; returns (and writes to WORKDIR/demo.json) scores and stage times."""
     from mt3.atomic import atomic_write_text
+    from mt3.data.pipeline import mixture_folders
     from mt3.evaluate import evaluate, format_table
-    from mt3.train.train import load_trained_model, train
+    from mt3.model.store import load_model
+    from mt3.train.train import train
 
     workdir = Path(workdir)
     config = demo_config(gin_files, gin_params, data_root)
-    use_cpu_cores(config.batch_size)
+    folders = mixture_folders(config.data)
+    use_cpu_cores(config.train.batch_size)
     seconds, began = {}, time.perf_counter()
 
     def stage(name, start):
@@ -127,25 +134,26 @@ def run_demo(workdir, data_root=None, gin_files=(), gin_params=()) -> dict:
         print(f"[demo] {name}: {seconds[name] / 60:.1f} min", flush=True)
         return time.perf_counter()
 
-    print(f"[demo] data: {', '.join(dataset_names(config))} under {config.data_root}", flush=True)
+    names = ", ".join(folder.name for folder in folders)
+    print(f"[demo] data: {names} under {config.data.data_root}", flush=True)
     ensure_data(config)
     start = stage("data", began)
-    print(f"[demo] training {config.model} for {config.steps} steps in {workdir}", flush=True)
+    steps = config.train.steps
+    print(f"[demo] training {config.model.name} for {steps} steps in {workdir}", flush=True)
     train(config, workdir)
     start = stage("train", start)
-    model = load_trained_model(workdir)
+    model = load_model(workdir)
     scores = {}
-    for name in dataset_names(config):
-        mean, _ = evaluate(
-            model, Path(config.data_root) / name, "validation", out_dir=workdir / "eval" / name
-        )
+    for folder in folders:
+        name = folder.name
+        mean, _ = evaluate(model, folder, "validation", out_dir=workdir / "eval" / name)
         scores[name] = mean
         print(f"[demo] {name} validation:\n{format_table(mean)}", flush=True)
     start = stage("evaluate", start)
     example = transcribe_example(model, config, workdir / "example")
     stage("transcribe", start)
     seconds["total"] = round(time.perf_counter() - began, 1)
-    summary = {"config": dataclasses.asdict(config), "validation": scores, "example": example,
+    summary = {"config": json.loads(config.to_json()), "validation": scores, "example": example,
                "seconds": seconds}  # fmt: skip
     atomic_write_text(workdir / "demo.json", json.dumps(summary, indent=1) + "\n")
     onset = example["scores"]["Onset F1"]

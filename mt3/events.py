@@ -1,4 +1,5 @@
-"""Notes to per-segment target tokens, and tokens back to notes (MT3's codec, spec §2.5–§2.8).
+"""Notes to per-segment target tokens, and tokens back to notes (MT3's codec, docs/mt3.md
+§2.5–§2.8).
 
 Encoding follows MT3's training pipeline token for token:
 
@@ -19,13 +20,13 @@ Encoding follows MT3's training pipeline token for token:
    section counts); ids are codec index + 3 and EOS (1) ends the segment.
 
 One deliberate difference from MT3: MT3 computes the tie section of a segment that starts after the
-last event from a stale state (golden/codec README, behaviour 2) and re-declares notes that have
+last event from a stale state (docs/goldens.md, codec behaviour 2) and re-declares notes that have
 already ended. We compute the state at the segment's start, which gives just ``tie`` there.
 
-Decoding follows MT3's ``decode_events`` / ``decode_note_event`` / stitching rules (spec §2.8),
-counting invalid and dropped events the same way. Times are kept as integer 10 ms steps so that
-segment boundaries compare exactly; MT3's float64 start-time rounding, which lands 10 ms low for a
-few segment indices (k = 15, 30, ... for 256-frame segments), is not reproduced.
+Decoding follows MT3's ``decode_events`` / ``decode_note_event`` / stitching rules (docs/mt3.md
+§2.8), counting invalid and dropped events the same way. Times are kept as integer 10 ms steps so
+that segment boundaries compare exactly; MT3's float64 start-time rounding, which lands 10 ms low
+for a few segment indices (k = 15, 30, ... for 256-frame segments), is not reproduced.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from mt3.audio import FRAMES_PER_SECOND, num_frames
+from mt3.errors import Mt3Error
 from mt3.notes import Notes
 from mt3.vocab import (
     EOS_ID,
@@ -55,7 +57,7 @@ MIN_NOTE_STEPS = 1  # MT3's MIN_NOTE_DURATION of 10 ms
 DEFAULT_VELOCITY = 100  # decoder velocity before any velocity token
 
 
-class EncodingError(ValueError):
+class EncodingError(Mt3Error, ValueError):
     """Notes that MT3's tokenizer rejects, or a segment longer than the decoder allows."""
 
 
@@ -349,7 +351,7 @@ class _NoteDecoder:
 def segment_tokens_to_notes(
     segments: Iterable[tuple[float, Sequence[int]]], vocab: VocabConfig | str
 ) -> DecodeResult:
-    """Decode and stitch per-segment ids into notes (spec §2.8).
+    """Decode and stitch per-segment ids into notes (docs/mt3.md §2.8).
 
     Args:
       segments: (start_time in seconds, model ids) per segment, in any order. The start time is

@@ -29,15 +29,18 @@ from mt3.audio import (
     iter_segments,
     stream_audio,
 )
+from mt3.errors import Mt3Error
 from mt3.events import segment_tokens_to_notes
 from mt3.model.decoding import PHASE_LENGTH, DecodeOptions, decode, instrument_logit_bias
+from mt3.model.store import load_model
 from mt3.model.t5 import Transformer
 from mt3.notes import Notes
+from mt3.outputs import write_outputs
 from mt3.spectrogram import log_mel
 from mt3.vocab import EOS_ID, parse_instruments, vocabulary
 
 
-class TranscribeError(ValueError):
+class TranscribeError(Mt3Error, ValueError):
     """Bad transcription options or output paths."""
 
 
@@ -88,10 +91,9 @@ class Transcriber:
             programs, drums = parse_instruments(options.instruments)
             bias = instrument_logit_bias(self.vocab, self.config.vocab_size, programs, drums)
         self._graphdef, self._state = nnx.split(model)
-        batch, max_length = (
-            options.batch_size,
-            min(options.decode.max_length, self.config.max_decode_length),
-        )
+        batch, max_length = options.batch_size, self.config.max_decode_length
+        if options.decode.max_length is not None:
+            max_length = min(options.decode.max_length, max_length)
         decode_options = dataclasses.replace(options.decode, max_length=max_length)
         graphdef = self._graphdef
         logit_bias = None if bias is None else jnp.asarray(bias)
@@ -179,52 +181,6 @@ class Transcriber:
         )
 
 
-OUTPUT_FORMATS = ("midi", "json", "png", "wav")
-RENDER_SAMPLE_RATE = 44100
-
-
-def write_outputs(
-    transcription: Transcription,
-    base: str | os.PathLike,
-    formats=("midi",),
-    *,
-    reference: Notes | None = None,
-    title: str = "",
-) -> list[Path]:
-    """Write ``base``.mid / .json / .png / .wav as asked; returns the paths written."""
-    from mt3.notes import write_midi, write_notes_json
-
-    base = Path(base)
-    written = []
-    for fmt in formats:
-        if fmt == "midi":
-            path = base.with_suffix(".mid")
-            write_midi(transcription.notes, path)
-        elif fmt == "json":
-            path = base.with_suffix(".json")
-            write_notes_json(
-                transcription.notes, path,
-                duration=transcription.duration_seconds,
-                invalid_events=transcription.invalid_events,
-                dropped_events=transcription.dropped_events,
-            )  # fmt: skip
-        elif fmt == "png":
-            from mt3.pianoroll import plot_piano_roll
-
-            path = base.with_suffix(".png")
-            plot_piano_roll(transcription.notes, path, reference=reference, title=title)
-        elif fmt == "wav":
-            from mt3.render import render_notes, write_wav
-
-            path = base.with_suffix(".wav")
-            audio = render_notes(transcription.notes, RENDER_SAMPLE_RATE)
-            write_wav(audio, RENDER_SAMPLE_RATE, path)
-        else:
-            raise TranscribeError(f"unknown output format {fmt!r}; use {', '.join(OUTPUT_FORMATS)}")
-        written.append(path)
-    return written
-
-
 def write_token_dump(transcription: Transcription, path: str | os.PathLike) -> None:
     """``{"segments": [{"start_time", "tokens"}]}`` with the ids exactly as decoded."""
     import json
@@ -251,11 +207,12 @@ def output_bases(audio_paths, output: str | os.PathLike) -> list[Path]:
     return [output / stem for stem in stems]
 
 
-def check_model_config(config, expected: str | None, checkpoint) -> None:
+def check_variant(config, expected: str | None, checkpoint) -> None:
+    """A model whose variant (or vocabulary) is not ``expected`` is an error naming both."""
     if expected and expected not in (config.name, config.vocab):
         raise TranscribeError(
             f"{checkpoint}: holds a {config.name} model (vocabulary {config.vocab}), "
-            f"not {expected}; drop --model-config or pick the matching checkpoint"
+            f"not {expected}; drop --variant or pick the matching checkpoint"
         )
 
 
@@ -266,7 +223,7 @@ def transcribe_files(
     options: TranscribeOptions,
     formats=("midi",),
     *,
-    model_config: str | None = None,
+    variant: str | None = None,
     dump_tokens: str | None = None,
     reference: str | None = None,
 ):
@@ -274,7 +231,6 @@ def transcribe_files(
 
     Every input is checked (readable audio) before the model is loaded, so a typo fails fast.
     """
-    from mt3.model.store import load_model
     from mt3.notes import read_midi
 
     if checkpoint is None:
@@ -286,7 +242,7 @@ def transcribe_files(
         audio_info(path)
     reference_notes = read_midi(reference).notes if reference else None
     model = load_model(checkpoint)
-    check_model_config(model.config, model_config, checkpoint)
+    check_variant(model.config, variant, checkpoint)
     transcriber = Transcriber(model, options)
     for path, base in zip(paths, bases):
         result = transcriber.transcribe(path, progress=True)

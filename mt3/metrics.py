@@ -1,4 +1,4 @@
-"""Transcription metrics as MT3 computes them per recording (spec §8), built on mir_eval.
+"""Transcription metrics as MT3 computes them per recording (docs/mt3.md §8), built on mir_eval.
 
 ``score(ref, est)`` returns a flat dict keyed by MT3's metric names ("Onset F1",
 "Onset + offset + program F1 (full)", "Frame F1", ...); ``mean_scores`` averages recordings the way
@@ -34,6 +34,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from mt3.errors import Mt3Error
 from mt3.notes import Notes
 from mt3.vocab import PROGRAM_GRANULARITIES, map_program
 
@@ -266,7 +267,7 @@ def mean_scores(per_recording: Iterable[Mapping[str, float]]) -> dict[str, float
 NOTE_FILE_SUFFIXES = (".mid", ".midi", ".json")
 
 
-class ScoreInputError(ValueError):
+class ScoreInputError(Mt3Error, ValueError):
     """Reference and estimate paths that cannot be paired."""
 
 

@@ -4,8 +4,8 @@ MIDI is parsed with pretty_midi, the parser behind note-seq's ``midi_file_to_not
 notes come out in the same order MT3 sees them (instrument by instrument, in pretty_midi's order),
 which matters for token order when two notes share a time, pitch and program. The sustain pedal
 (CC64 >= 64 is down) is applied per MIDI instrument the way note-seq's
-``apply_sustain_control_changes`` does it, including its corner cases (spec §2.5, golden/codec
-README behaviour 8):
+``apply_sustain_control_changes`` does it, including its corner cases (docs/mt3.md §2.5;
+docs/goldens.md, codec behaviour 8):
 
 - a note released while the pedal is down lasts until the pedal goes up, or until the same pitch is
   struck again on that instrument, whichever is first;
@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from mt3.atomic import atomic_write_bytes, atomic_write_text
+from mt3.errors import Mt3Error
 
 SUSTAIN_CONTROL = 64
 SUSTAIN_THRESHOLD = 64  # CC64 values >= this hold the pedal down.
@@ -33,11 +34,11 @@ MIDI_TICKS_PER_QUARTER = 480
 MIDI_TEMPO_BPM = 120.0
 
 
-class MidiError(ValueError):
+class MidiError(Mt3Error, ValueError):
     """A MIDI file that cannot be read or written."""
 
 
-class NotesError(ValueError):
+class NotesError(Mt3Error, ValueError):
     """Notes that break an invariant (negative times, out-of-range pitch, malformed JSON)."""
 
 
@@ -195,7 +196,8 @@ def read_midi(path: str | os.PathLike, *, sustain: bool = True) -> MidiNotes:
 
     Args:
       path: a .mid/.midi file.
-      sustain: apply CC64 sustain pedal the way MT3 does (spec §2.5). Pass False for estimates,
+      sustain: apply CC64 sustain pedal the way MT3 does (docs/mt3.md §2.5). Pass False for
+      estimates,
         which carry no pedal.
     """
     import pretty_midi  # Imported here: it is slow to import and not every command needs it.

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
+from mt3.errors import Mt3Error
 from mt3.notes import DRUM_CHANNEL, Notes
 
 RELEASE_SECONDS = 1.0  # rendered after the last note-off so that the tails are not cut
 
 
-class RenderError(RuntimeError):
+class RenderError(Mt3Error, RuntimeError):
     """The soundfont renderer is missing or a soundfont cannot be loaded."""
 
 

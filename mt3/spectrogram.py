@@ -1,4 +1,4 @@
-"""MT3's log-mel front end in JAX: jit-able, batched over segments (spec §1.1, Appendix A.1).
+"""MT3's log-mel front end in JAX: jit-able, batched over segments (docs/mt3.md §1.1, A.1).
 
 Per segment of ``L`` frames (``L * 128`` samples, zero-padded past the audio's end):
 
@@ -27,13 +27,13 @@ from tqdm import tqdm
 
 from mt3.audio import (
     FFT_SIZE,
+    FRAMES_PER_SECOND,
     HOP_SAMPLES,
     LOG_FLOOR,
     MEL_HIGH_HZ,
     MEL_LOW_HZ,
     NUM_MEL_BINS,
     SAMPLE_RATE,
-    AudioConfig,
     segment_start_times,
     split_segments,
 )
@@ -73,7 +73,7 @@ def periodic_hann(length: int = FFT_SIZE) -> np.ndarray:
     Matching TF's window bits matters in near-silent frames: a frame holding a constant 1-LSB
     offset has mathematically empty bins whose float32 round-off (about 1e-11 after the mel
     projection) TF keeps, and a float64-rounded window would give exact zeros (log 1e-5) there
-    instead. MT3's networks see those values (golden/model README §3).
+    instead. MT3's networks see those values (docs/goldens.md, model §3).
     """
     count = np.arange(length, dtype=np.float32)
     angle = (np.float32(2.0 * np.pi) * count) / np.float32(length)
@@ -152,13 +152,13 @@ log_mel_jit = jax.jit(log_mel)
 
 
 def audio_to_features(
-    samples: np.ndarray, config: AudioConfig, *, batch_size: int = 64, progress: bool = False
+    samples: np.ndarray, segment_frames: int, *, batch_size: int = 64, progress: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Encoder inputs for a whole recording, computed in fixed-size batches.
 
     Args:
       samples: float32 [N] 16 kHz mono audio.
-      config: segment geometry.
+      segment_frames: frames per segment (the variant's: 256 for mt3, 512 for ismir2021).
       batch_size: segments per jitted call (the last batch is zero-padded, so one compilation
         serves the whole file).
       progress: show a progress bar in seconds of audio (stderr).
@@ -167,7 +167,7 @@ def audio_to_features(
       inputs: float32 [S, L, 512]; start_times: float64 [S] (first frame / 125);
       num_valid_frames: int32 [S].
     """
-    segments, valid = split_segments(samples, config.segment_frames)
+    segments, valid = split_segments(samples, segment_frames)
     count = segments.shape[0]
     batch = min(batch_size, count)
     outputs = []
@@ -177,7 +177,7 @@ def audio_to_features(
         disable=not progress or count <= batch,
         bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s audio [{elapsed}<{remaining}]",
     )
-    seconds_per_segment = config.segment_seconds
+    seconds_per_segment = segment_frames / FRAMES_PER_SECOND
     for begin in range(0, count, batch):
         chunk = segments[begin : begin + batch]
         chunk_valid = valid[begin : begin + batch]
@@ -188,5 +188,5 @@ def audio_to_features(
         outputs.append(np.asarray(log_mel_jit(chunk, chunk_valid))[:real])
         bar.update(min(real * seconds_per_segment, bar.total - bar.n))
     bar.close()
-    start_times = segment_start_times(samples.size, config.segment_frames)
+    start_times = segment_start_times(samples.size, segment_frames)
     return np.concatenate(outputs), start_times, valid

@@ -3,7 +3,7 @@
 The codec numbers events of six types in a fixed order (shift, pitch, velocity, tie, program, drum);
 the model sees ``codec index + 3`` because ids 0, 1 and 2 are PAD, EOS and UNK. After the codec's
 classes come 100 unused "extra ids", and the embedding table is rounded up to a multiple of 128 rows
-(spec §2.1–§2.3). Two configurations matter for the released checkpoints:
+(docs/mt3.md §2.1–§2.3). Two configurations matter for the released checkpoints:
 
 ========== ============= ===== ============ ============ ===============
 name       velocity bins ties  granularity  codec size   embedding rows
@@ -22,6 +22,8 @@ import math
 
 import numpy as np
 
+from mt3.errors import Mt3Error
+
 STEPS_PER_SECOND = 100
 MAX_SHIFT_SECONDS = 10
 MAX_SHIFT_STEPS = STEPS_PER_SECOND * MAX_SHIFT_SECONDS
@@ -39,7 +41,7 @@ EMBEDDING_ROW_MULTIPLE = 128
 EVENT_TYPES = ("shift", "pitch", "velocity", "tie", "program", "drum")
 
 
-class VocabError(ValueError):
+class VocabError(Mt3Error, ValueError):
     """An unknown vocabulary name, a bad configuration or an event outside the codec."""
 
 

@@ -1,23 +1,77 @@
-"""Shared fixtures: where the reference outputs of the original MT3 code live."""
+"""Shared fixtures: where the reference outputs of the original MT3 code and the release samples
+live (docs/goldens.md), small audio + MIDI pairs, a Slakh tree, and the console script in-process.
+
+Test modules get everything shared from here, as fixtures; they never import each other."""
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MT3_SHARED", REPO.parent / "shared"))
-GOLDEN = SHARED / "golden"
 
 
-def golden_dir(name: str) -> Path:
-    """A folder of ../shared/golden; skips (saying why) when the shared folder is absent."""
-    path = GOLDEN / name
-    if not path.is_dir():
-        pytest.skip(f"golden files not found at {path} (set MT3_SHARED to the shared folder)")
-    return path
+@pytest.fixture(scope="session")
+def golden_dir():
+    """``golden_dir(name)``: a folder of ../shared/golden; skips (saying why) when it is absent."""
+
+    def folder(name: str) -> Path:
+        path = SHARED / "golden" / name
+        if not path.is_dir():
+            pytest.skip(f"golden files not found at {path} (set MT3_SHARED to the shared folder)")
+        return path
+
+    return folder
+
+
+@pytest.fixture(scope="session")
+def samples():
+    """``samples(name)``: real release files of a dataset in ../shared/dataset_samples."""
+
+    def folder(name: str) -> Path:
+        path = SHARED / "dataset_samples" / name
+        if not path.is_dir():
+            pytest.skip(f"dataset samples not found at {path} (set MT3_SHARED)")
+        return path
+
+    return folder
+
+
+@pytest.fixture(scope="session")
+def write_pair():
+    """``write_pair(folder, name, seconds, program)``: a 22.05 kHz FLAC sine and a same-named
+    MIDI file with one note (0.1-0.6 s, pitch 57) of ``program``: a `folder` dataset take."""
+    import soundfile
+
+    from mt3.notes import Notes, write_midi
+
+    def write(folder: Path, name: str, seconds: float = 1.0, program: int = 0) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        t = np.arange(int(seconds * 22050)) / 22050
+        soundfile.write(folder / f"{name}.flac", 0.2 * np.sin(2 * np.pi * 220 * t), 22050)
+        notes = Notes.from_records([{"start": 0.1, "end": 0.6, "pitch": 57, "program": program}])
+        write_midi(notes, folder / f"{name}.mid")
+
+    return write
+
+
+@pytest.fixture
+def slakh_tree(tmp_path, samples):
+    """``slakh_tree(release)``: Track00001 of a Slakh release sample copied into
+    tmp_path/slakh in that release's layout; returns the raw root."""
+
+    def tree(release: str = "slakh2100_flac_redux/train") -> Path:
+        sample = samples("slakh") / release / "Track00001"
+        root = tmp_path / "slakh" / ("train" if release.startswith("slakh2100") else "")
+        shutil.copytree(sample, root / "Track00001")
+        return tmp_path / "slakh"
+
+    return tree
 
 
 @pytest.fixture

@@ -99,3 +99,20 @@ def test_features_writes_npz(run_cli, tmp_path):
     data = np.load(out)
     assert data["inputs"].dtype == np.float32 and data["start_times"].dtype == np.float64
     assert list(tmp_path.glob(".*")) == []
+
+
+def test_prepare_options_belong_to_their_dataset(run_cli, tmp_path):
+    status, _, err = run_cli("prepare", "folder", "--raw", tmp_path, "--out", tmp_path / "o",
+                             "--count", "3")  # fmt: skip
+    assert status == 2 and "--count is not an option of folder" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_prepare_help_lists_every_declared_dataset(run_cli, capsys):
+    from mt3.data.datasets import registry
+
+    with pytest.raises(SystemExit):
+        run_cli("prepare", "--help")
+    out = capsys.readouterr().out
+    assert all(f"  {name} " in out for name in registry())
+    assert "synth-chorales" in registry() and "--em-dir" in out

@@ -16,14 +16,15 @@ def test_demo_runs_every_stage(tmp_path, run_cli, monkeypatch):
     workdir = tmp_path / "run"
     command = (
         "demo", "--workdir", workdir, "--data", tmp_path / "data",
-        "--gin_param", "TrainConfig.mixture = 'synth-piano'",
+        "--gin_param", "DataConfig.mixture = 'synth-piano'",
         "--gin_param", "TrainConfig.steps = 2", "--gin_param", "TrainConfig.batch_size = 2",
     )  # fmt: skip
     status, out, err = run_cli(*command)
     assert status == 0, err
     assert (tmp_path / "data" / "synth-piano" / "manifest.json").is_file()  # generated
     summary = json.loads((workdir / "demo.json").read_text())
-    assert summary["config"]["steps"] == 2 and summary["config"]["target_length"] > 0
+    assert summary["config"]["train"]["steps"] == 2
+    assert summary["config"]["data"]["target_length"] > 0
     assert set(summary["seconds"]) == {"data", "train", "evaluate", "transcribe", "total"}
     assert "Onset F1" in summary["validation"]["synth-piano"]
     assert (workdir / "eval" / "synth-piano" / "scores.json").is_file()
@@ -53,7 +54,7 @@ def test_one_host_device_per_core(monkeypatch):
 def test_demo_does_not_invent_real_datasets(tmp_path, run_cli):
     status, _, err = run_cli(
         "demo", "--workdir", tmp_path / "run", "--data", tmp_path / "data",
-        "--gin_param", "TrainConfig.mixture = 'maestro'",
+        "--gin_param", "DataConfig.mixture = 'maestro'",
     )  # fmt: skip
     assert status == 2
     assert "mt3 prepare maestro" in err and len(err.strip().splitlines()) == 1

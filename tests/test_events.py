@@ -1,5 +1,5 @@
-"""Notes <-> tokens: the spec's worked example, hand-made edge cases, a round-trip property and
-the original MT3 pipeline's outputs (../shared/golden/codec)."""
+"""Notes <-> tokens: MT3's worked example (docs/mt3.md §2.7), hand-made edge cases, a round-trip
+property and the original MT3 pipeline's outputs (../shared/golden/codec)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from mt3.events import (
     segment_tokens_to_notes,
 )
 from mt3.notes import Notes
-from tests.conftest import golden_dir
 
 
 def make_notes(*rows):
@@ -87,7 +86,7 @@ def test_offsets_before_onsets_and_drums_without_offsets():
 
 
 def test_empty_recording_with_ties_gives_tie_and_eos():
-    # MT3 crashes here (golden/codec README, behaviour 1); a tie and EOS is the correct target.
+    # MT3 crashes here (docs/goldens.md, codec behaviour 1); a tie and EOS is the correct target.
     [segment] = notes_to_segment_tokens(Notes.empty(), "mt3", num_samples=0, segment_frames=256)
     assert segment.tokens == [1134, 1]
 
@@ -197,14 +196,14 @@ def test_round_trip_ismir2021(notes):
 # The original MT3 pipeline's outputs
 
 
-def codec_cases():
+def codec_cases(golden_dir):
     folder = golden_dir("codec")
     return folder, json.loads((folder / "cases.json").read_text())
 
 
 @pytest.mark.parametrize("index", range(37))
-def test_tokens_match_mt3(index, run_cli):
-    folder, cases = codec_cases()
+def test_tokens_match_mt3(golden_dir, index, run_cli):
+    folder, cases = codec_cases(golden_dir)
     case = cases[index]
     golden = json.loads((folder / case["golden"]).read_text())
     status, out, err = run_cli(
@@ -229,8 +228,8 @@ def test_tokens_match_mt3(index, run_cli):
 
 
 @pytest.mark.parametrize("index", range(37))
-def test_decoding_matches_mt3(index):
-    folder, cases = codec_cases()
+def test_decoding_matches_mt3(golden_dir, index):
+    folder, cases = codec_cases(golden_dir)
     golden = json.loads((folder / cases[index]["golden"]).read_text())
     decoded_name = cases[index]["golden"].replace(".json", ".decoded.json")
     expected = Notes.from_records(json.loads((folder / decoded_name).read_text()))
@@ -249,7 +248,7 @@ def test_decoding_matches_mt3(index):
         np.testing.assert_array_equal(getattr(actual, field), getattr(expected, field))
 
 
-def test_correct_tail_tokens_decode_to_mt3_notes_without_invalid_events():
+def test_correct_tail_tokens_decode_to_mt3_notes_without_invalid_events(golden_dir):
     folder = golden_dir("codec")
     midi = folder / "inputs" / "synth_tail__dur12.0.mid"
     from mt3.notes import read_midi

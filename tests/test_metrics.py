@@ -9,7 +9,6 @@ import pytest
 
 from mt3.metrics import CERBERUS4_TRACKS, ScoreInputError, mean_scores, pair_files, score
 from mt3.notes import Notes, read_midi, write_midi
-from tests.conftest import golden_dir
 
 
 def notes(*rows):
@@ -87,14 +86,14 @@ def test_pair_files_errors(tmp_path):
         pair_files(tmp_path / "nope.mid", tmp_path / "ref" / "a.mid")
 
 
-def metric_cases():
+def metric_cases(golden_dir):
     folder = golden_dir("metrics")
     return folder, json.loads((folder / "cases.json").read_text())
 
 
 @pytest.mark.parametrize("index", range(12))
-def test_score_matches_mt3(index, run_cli):
-    folder, cases = metric_cases()
+def test_score_matches_mt3(golden_dir, index, run_cli):
+    folder, cases = metric_cases(golden_dir)
     case = cases[index]
     golden = json.loads((folder / case["golden"]).read_text())
     status, out, err = run_cli("score", folder / case["ref"], folder / case["est"], "--json")
@@ -106,7 +105,7 @@ def test_score_matches_mt3(index, run_cli):
         assert ours[name] == pytest.approx(value, abs=1e-6), name
 
 
-def test_cerberus4_stem_scores_match_mt3():
+def test_cerberus4_stem_scores_match_mt3(golden_dir):
     folder = golden_dir("metrics")
     golden = json.loads((folder / "p20_cerberus4_stems.json").read_text())
     ref = read_midi(folder / "p20_cerberus4_stems.ref.mid").notes
@@ -117,7 +116,7 @@ def test_cerberus4_stem_scores_match_mt3():
         assert ours[name] == pytest.approx(value, abs=1e-6), name
 
 
-def test_metric_names_are_mt3s():
+def test_metric_names_are_mt3s(golden_dir):
     folder = golden_dir("metrics")
     names = json.loads((folder / "metric_names.json").read_text())
     ours = score(notes((0, 1, 60, 100, 0, False)), Notes.empty(), track_specs=CERBERUS4_TRACKS)

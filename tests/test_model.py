@@ -13,20 +13,19 @@ import optax
 import pytest
 from flax import nnx
 
-from mt3.model.config import ModelConfigError, get_model_config
+from mt3.config import ConfigError, get_variant
 from mt3.model.convert import convert_checkpoint, read_t5x_params
 from mt3.model.decoding import beam_search, greedy_decode
 from mt3.model.loss import sequence_loss
 from mt3.model.store import CheckpointError, load_model, save_model
 from mt3.model.t5 import Transformer, count_params, sinusoid_table
-from tests.conftest import golden_dir
 
 
 @pytest.mark.parametrize(
     "name, expected", [("mt3", 45_896_704), ("ismir2021", 46_027_776), ("tiny", None)]
 )
 def test_parameter_counts(name, expected):
-    config = get_model_config(name)
+    config = get_variant(name)
     model = nnx.eval_shape(lambda: Transformer(config, rngs=nnx.Rngs(0)))
     assert count_params(model) == config.num_params()
     if expected is not None:
@@ -34,7 +33,7 @@ def test_parameter_counts(name, expected):
 
 
 def test_parameters_carry_logical_axes():
-    model = Transformer(get_model_config("tiny"), rngs=nnx.Rngs(0))
+    model = Transformer(get_variant("tiny"), rngs=nnx.Rngs(0))
     query = model.encoder.layers_0.attention.query.kernel
     assert query.get_metadata()["out_sharding"] == ("embed", "joined_kv")
     assert model.decoder.token_embedder.embedding.get_metadata()["out_sharding"] == (
@@ -52,10 +51,10 @@ def test_sinusoid_layout():
 
 
 def test_bad_config():
-    with pytest.raises(ModelConfigError, match="unknown model config"):
-        get_model_config("huge")
-    with pytest.raises(ModelConfigError, match="vocab_size"):
-        get_model_config("mt3", vocab_size=1000)
+    with pytest.raises(ConfigError, match="unknown variant"):
+        get_variant("huge")
+    with pytest.raises(ConfigError, match="vocab_size"):
+        get_variant("mt3", vocab_size=1000)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -63,7 +62,7 @@ def test_bad_config():
 
 
 @pytest.fixture(scope="module")
-def golden_model(tmp_path_factory):
+def golden_model(golden_dir, tmp_path_factory):
     folder = golden_dir("model")
     out = tmp_path_factory.mktemp("converted") / "mt3-random"
     config = convert_checkpoint(folder / "t5x_mt3_random", out, "mt3")
@@ -126,7 +125,7 @@ def test_cached_greedy_and_beam_one_tokens_match_mt3(golden_model, clip):
         )
 
 
-def test_converter_names_missing_arrays(tmp_path):
+def test_converter_names_missing_arrays(golden_dir, tmp_path):
     folder = golden_dir("model")
     broken = tmp_path / "t5x"
     shutil.copytree(folder / "t5x_mt3_random", broken)
@@ -142,13 +141,13 @@ def test_converter_names_missing_arrays(tmp_path):
     del params["encoder/encoder_norm/scale"]
     from mt3.model.convert import t5x_to_model
 
-    config = get_model_config("mt3", num_encoder_layers=2, num_decoder_layers=2)
+    config = get_variant("mt3", num_encoder_layers=2, num_decoder_layers=2)
     with pytest.raises(CheckpointError, match="missing: encoder/encoder_norm/scale.*unexpected"):
         t5x_to_model(params, config)
 
 
 def test_store_round_trip_and_errors(tmp_path):
-    model = Transformer(get_model_config("tiny"), rngs=nnx.Rngs(3))
+    model = Transformer(get_variant("tiny"), rngs=nnx.Rngs(3))
     save_model(model, tmp_path / "tiny")
     restored = load_model(tmp_path / "tiny")
     assert restored.config == model.config
@@ -165,7 +164,8 @@ def test_store_round_trip_and_errors(tmp_path):
 
 
 def mt3_adafactor():
-    """MT3's optimizer (spec §6.1): decay 0.8, no momentum, update clipping 1, parameter scale."""
+    """MT3's optimizer (docs/mt3.md §6.1): decay 0.8, no momentum, update clipping 1, parameter
+    scale."""
     return optax.adafactor(
         learning_rate=1e-3, decay_rate=0.8, clipping_threshold=1.0,
         multiply_by_parameter_scale=True, momentum=None, min_dim_size_to_factor=128,
@@ -173,7 +173,7 @@ def mt3_adafactor():
 
 
 def train_steps(name: str, steps: int, target_length: int):
-    config = get_model_config(name)
+    config = get_variant(name)
     model = Transformer(config, rngs=nnx.Rngs(0))
     optimizer = nnx.Optimizer(model, mt3_adafactor(), wrt=nnx.Param)
     rng = np.random.default_rng(0)

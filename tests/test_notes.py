@@ -20,7 +20,6 @@ from mt3.notes import (
     write_midi,
     write_notes_json,
 )
-from tests.conftest import golden_dir
 
 
 def write_pretty(path, tracks, pedal=()):
@@ -36,7 +35,7 @@ def write_pretty(path, tracks, pedal=()):
     midi.write(str(path))
 
 
-def test_sustain_matches_note_seq_on_mt3_inputs():
+def test_sustain_matches_note_seq_on_mt3_inputs(golden_dir):
     folder = golden_dir("codec")
     for midi_path in sorted((folder / "inputs").glob("*.mid")):
         golden = json.loads((folder / f"{midi_path.stem}.notes.json").read_text())

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mt3.config import VARIANTS, DataConfig
 from mt3.data.pipeline import (
-    DataConfig,
     PipelineError,
     SplitSource,
     crop_example,
@@ -17,11 +17,12 @@ from mt3.data.pipeline import (
 )
 from mt3.data.prepare import prepare
 from mt3.events import TokenEncoder
-from tests.test_prepare import slakh_tree, write_pair
+
+MT3 = VARIANTS["mt3"]
 
 
 @pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
+def prepared(tmp_path_factory, write_pair):
     root = tmp_path_factory.mktemp("data")
     raw = root / "raw"
     for index in range(3):
@@ -38,8 +39,7 @@ def test_pieces_and_examples(prepared):
     assert len(source) == 3
     pieces = source.pieces()
     assert pieces[:, 2].max() <= 2000 and pieces[:, 0].tolist() == [0, 1, 2]
-    config = DataConfig(batch_size=2)
-    dataset = training_dataset([source], config)
+    dataset = training_dataset([source], MT3, DataConfig())
     for index in range(20):
         example = dataset[index]
         assert example["audio"].shape == (32768,) and example["targets"].shape == (1024,)
@@ -54,7 +54,7 @@ def test_crop_targets_are_the_codecs(prepared):
     source = SplitSource(prepared / "folder", "train")
     record, piece = source[2], source.pieces()[2]
     for seed in range(5):
-        example = crop_example(record, piece, DataConfig(), np.random.default_rng(seed))
+        example = crop_example(record, piece, MT3, DataConfig(), np.random.default_rng(seed))
         # Replay the crop: start uniform in [-(L-1), n), clipped into the piece.
         frames = int(piece[2])
         offset = int(np.clip(np.random.default_rng(seed).integers(-255, frames), 0, frames - 1))
@@ -70,24 +70,24 @@ def test_crop_targets_are_the_codecs(prepared):
 
 def test_determinism_and_resume(prepared):
     source = SplitSource(prepared / "folder", "train")
-    config = DataConfig(batch_size=2, seed=7)
-    first = iter(training_mixture([source], config))
+    config = dict(batch_size=2, seed=7)
+    first = iter(training_mixture([source], MT3, DataConfig(), **config))
     batches = [next(first) for _ in range(4)]
-    again = iter(training_mixture([source], config))
+    again = iter(training_mixture([source], MT3, DataConfig(), **config))
     assert all(
         np.array_equal(a["targets"], b["targets"])
         for a, b in zip(batches, [next(again) for _ in range(4)])
     )
-    resumed = iter(training_mixture([source], config))
+    resumed = iter(training_mixture([source], MT3, DataConfig(), **config))
     next(resumed), next(resumed)
     state = resumed.get_state()
-    fresh = iter(training_mixture([source], config))
+    fresh = iter(training_mixture([source], MT3, DataConfig(), **config))
     fresh.set_state(state)
     for expected in batches[2:]:
         got = next(fresh)
         assert np.array_equal(got["audio"], expected["audio"])
         assert np.array_equal(got["targets"], expected["targets"])
-    other = next(iter(training_mixture([source], DataConfig(batch_size=2, seed=8))))
+    other = next(iter(training_mixture([source], MT3, DataConfig(), batch_size=2, seed=8)))
     assert not np.array_equal(other["audio"], batches[0]["audio"])
 
 
@@ -97,10 +97,10 @@ def test_mixture_rates(prepared):
     sources = [SplitSource(prepared / "folder", "train"), SplitSource(prepared / "small", "train")]
     weights = mixture_weights([3, 1])
     np.testing.assert_allclose(weights, np.array([3**0.3, 1]) / (3**0.3 + 1))
-    stream = piece_stream(sources, DataConfig(seed=3))
+    stream = piece_stream(sources, DataConfig().temperature, seed=3)
     drawn = np.array([stream[i][0] for i in range(10_000)])
     np.testing.assert_allclose(np.bincount(drawn) / drawn.size, weights, atol=0.02)
-    batch = next(iter(training_mixture(sources, DataConfig(batch_size=16))))
+    batch = next(iter(training_mixture(sources, MT3, DataConfig(), batch_size=16)))
     assert set(batch["source_id"].tolist()) == {0, 1}
 
 
@@ -113,13 +113,13 @@ def test_process_shards_are_disjoint_and_complete():
     assert rows == sorted(tuple(r) for r in pieces)
 
 
-def test_slakh_submix(tmp_path):
-    raw = slakh_tree(tmp_path)
+def test_slakh_submix(slakh_tree, tmp_path):
+    raw = slakh_tree()
     prepare("slakh", raw, tmp_path / "slakh", workers=1, progress=False)
     record = SplitSource(tmp_path / "slakh", "train")[0]
     count = record.stems.shape[0]
     for seed in range(4):
-        mixed = submix(record, np.random.default_rng(seed))
+        mixed = submix(record, np.random.default_rng(seed), DataConfig().min_submix_stems)
         replay = np.random.default_rng(seed)
         size = replay.integers(min(4, count), count + 1)
         chosen = np.sort(replay.choice(count, size=size, replace=False))
@@ -151,9 +151,9 @@ def test_worker_processes_give_the_same_batches(prepared):
     from mt3.data.pipeline import with_workers
 
     source = SplitSource(prepared / "folder", "train")
-    config = DataConfig(batch_size=2, seed=4)
-    local = iter(training_mixture([source], config))
-    remote = iter(with_workers(training_mixture([source], config), 1))
+    config = dict(batch_size=2, seed=4)
+    local = iter(training_mixture([source], MT3, DataConfig(), **config))
+    remote = iter(with_workers(training_mixture([source], MT3, DataConfig(), **config), 1))
     for _ in range(3):
         a, b = next(local), next(remote)
         assert np.array_equal(a["audio"], b["audio"]) and np.array_equal(a["targets"], b["targets"])
@@ -168,7 +168,7 @@ def test_named_mixture(tmp_path):
         prepare(f"synth-{kind}", None, tmp_path / f"synth-{kind}", workers=1, progress=False,
                 count=10 if kind == "band" else 4, seconds=4.0)  # fmt: skip
     sources = mixture_sources("synth", tmp_path)
-    batch = next(iter(training_mixture(sources, DataConfig(batch_size=8))))
+    batch = next(iter(training_mixture(sources, MT3, DataConfig(), batch_size=8)))
     assert batch["audio"].shape == (8, 32768) and batch["targets"].shape == (8, 1024)
     with pytest.raises(PipelineError, match="unknown mixture"):
         mixture_sources("mt4", tmp_path)

@@ -15,14 +15,6 @@ from mt3.data.datasets.guitarset import read_jams_notes, split_of
 from mt3.data.prepare import prepare
 from mt3.data.records import Record, decode_record, encode_record, read_shard, shard_paths
 from mt3.notes import Notes, read_midi, write_midi
-from tests.conftest import SHARED
-
-
-def samples_dir(name):
-    path = SHARED / "dataset_samples" / name
-    if not path.is_dir():
-        pytest.skip(f"dataset samples not found at {path}")
-    return path
 
 
 def test_record_round_trip():
@@ -33,8 +25,8 @@ def test_record_round_trip():
     np.testing.assert_array_equal(back.audio, record.audio)
 
 
-def test_maestro_release_sample(tmp_path, run_cli):
-    raw = samples_dir("maestro")
+def test_maestro_release_sample(samples, tmp_path, run_cli):
+    raw = samples("maestro")
     status, out, err = run_cli("prepare", "maestro", "--raw", raw, "--out", tmp_path / "data")
     assert status == 0, err
     manifest = json.loads((tmp_path / "data" / "manifest.json").read_text())
@@ -47,8 +39,8 @@ def test_maestro_release_sample(tmp_path, run_cli):
 
 
 @pytest.mark.parametrize("form", ["v3-json", "csv"])
-def test_maestro_metadata_forms(tmp_path, form):
-    raw = samples_dir("maestro")
+def test_maestro_metadata_forms(samples, tmp_path, form):
+    raw = samples("maestro")
     tree = tmp_path / "maestro-v3.0.0"
     shutil.copytree(raw / "2018", tree / "2018")
     [row] = json.loads((raw / "maestro-v2.0.0.json").read_text())
@@ -71,8 +63,8 @@ def test_maestro_metadata_forms(tmp_path, form):
     assert {s: e["recordings"] for s, e in manifest["splits"].items()} == {"train": 1, "test": 1}
 
 
-def test_missing_files_are_named_and_nothing_is_written(tmp_path, run_cli):
-    raw = samples_dir("maestro")
+def test_missing_files_are_named_and_nothing_is_written(samples, tmp_path, run_cli):
+    raw = samples("maestro")
     tree = tmp_path / "raw"
     shutil.copytree(raw, tree)
     next(tree.glob("2018/*.wav")).unlink()
@@ -85,8 +77,8 @@ def test_missing_files_are_named_and_nothing_is_written(tmp_path, run_cli):
     assert status == 2 and "no such folder" in err
 
 
-def test_guitarset_release_sample(tmp_path):
-    raw = samples_dir("guitarset")
+def test_guitarset_release_sample(samples, tmp_path):
+    raw = samples("guitarset")
     tree = tmp_path / "GuitarSet"
     shutil.copytree(raw, tree)
     with pytest.raises(DatasetLayoutError, match="00_BN1-129-Eb_comp_mic.wav"):
@@ -101,15 +93,7 @@ def test_guitarset_release_sample(tmp_path):
     assert split_of("00_BN1-129-Eb_comp") == "train" and split_of("05_Jazz2-187-F#_solo") == "train"
 
 
-def write_pair(folder, name, seconds=1.0, program=0):
-    folder.mkdir(parents=True, exist_ok=True)
-    t = np.arange(int(seconds * 22050)) / 22050
-    soundfile.write(folder / f"{name}.flac", 0.2 * np.sin(2 * np.pi * 220 * t), 22050)
-    notes = Notes.from_records([{"start": 0.1, "end": 0.6, "pitch": 57, "program": program}])
-    write_midi(notes, folder / f"{name}.mid")
-
-
-def test_folder_dataset_resume_and_parallel(tmp_path):
+def test_folder_dataset_resume_and_parallel(write_pair, tmp_path):
     raw = tmp_path / "mine"
     for index in range(5):
         write_pair(raw / ("sub" if index % 2 else ""), f"take{index}", program=index)
@@ -131,7 +115,7 @@ def test_folder_dataset_resume_and_parallel(tmp_path):
             assert x.id == y.id and x.notes == y.notes and np.array_equal(x.audio, y.audio)
 
 
-def test_folder_auto_split_and_missing_midi(tmp_path):
+def test_folder_auto_split_and_missing_midi(write_pair, tmp_path):
     raw = tmp_path / "mine"
     for index in range(20):
         write_pair(raw, f"t{index:02d}", seconds=0.2)
@@ -214,18 +198,11 @@ def test_urmp_layout(tmp_path):
         prepare("urmp", raw, tmp_path / "out2", workers=1, progress=False)
 
 
-def slakh_tree(tmp_path, release="slakh2100_flac_redux/train"):
-    sample = samples_dir("slakh") / release / "Track00001"
-    tree = tmp_path / "slakh" / ("train" if release.startswith("slakh2100") else "")
-    shutil.copytree(sample, tree / "Track00001")
-    return tmp_path / "slakh"
-
-
 @pytest.mark.parametrize("release", ["slakh2100_flac_redux/train", "babyslakh_16k"])
-def test_slakh_release_samples(tmp_path, release):
+def test_slakh_release_samples(slakh_tree, tmp_path, release):
     from mt3.data.datasets.slakh import CLASS_PROGRAM, read_metadata
 
-    raw = slakh_tree(tmp_path, release)
+    raw = slakh_tree(release)
     manifest = prepare("slakh", raw, tmp_path / "out", workers=1, progress=False)
     assert manifest["splits"]["train"]["recordings"] == 1  # Track00001 is in train either way
     [record] = list(read_shard(shard_paths(tmp_path / "out" / "train")[0]))
@@ -244,8 +221,8 @@ def test_slakh_release_samples(tmp_path, release):
     assert CLASS_PROGRAM[30] == 29 and CLASS_PROGRAM[1] == 0 and CLASS_PROGRAM[33] == 33
 
 
-def test_slakh_incomplete_track_is_named(tmp_path):
-    raw = slakh_tree(tmp_path)
+def test_slakh_incomplete_track_is_named(slakh_tree, tmp_path):
+    raw = slakh_tree()
     (raw / "train" / "Track00001" / "MIDI" / "S02.mid").unlink()
     with pytest.raises(DatasetLayoutError, match="Track00001/MIDI/S02.mid"):
         prepare("slakh", raw, tmp_path / "out", workers=1, progress=False)
@@ -267,8 +244,8 @@ def test_slakh_trims_overlaps():
     assert trimmed.end.tolist() == [0.5, 2.0, 1.0]
 
 
-def test_cerberus4_combinations(tmp_path):
-    raw = slakh_tree(tmp_path)
+def test_cerberus4_combinations(slakh_tree, tmp_path):
+    raw = slakh_tree()
     manifest = prepare("cerberus4", raw, tmp_path / "out", workers=1, progress=False)
     records = [r for p in shard_paths(tmp_path / "out" / "train") for r in read_shard(p)]
     assert manifest["splits"]["train"]["recordings"] == len(records) >= 1
@@ -314,7 +291,7 @@ def test_prepare_needs_raw_for_real_datasets(tmp_path, run_cli):
     assert status == 2 and "maestro needs --raw" in err
 
 
-def test_unreadable_audio_is_named_and_finished_shards_stay(tmp_path, run_cli):
+def test_unreadable_audio_is_named_and_finished_shards_stay(write_pair, tmp_path, run_cli):
     raw = tmp_path / "mine"
     for index in range(4):
         write_pair(raw, f"take{index}")
@@ -329,12 +306,12 @@ def test_unreadable_audio_is_named_and_finished_shards_stay(tmp_path, run_cli):
     assert all(not name.startswith(".") for name in leftovers)  # no half-written shard
 
 
-def test_full_split_layouts(tmp_path):
+def test_full_split_layouts(samples, tmp_path):
     """Fake trees with every split: GuitarSet progressions, Slakh split folders (+ omitted)."""
     from mt3.data.datasets import get_dataset
 
     gs = tmp_path / "GuitarSet"
-    sample = next((samples_dir("guitarset") / "annotation").glob("03_*.jams"))
+    sample = next((samples("guitarset") / "annotation").glob("03_*.jams"))
     for excerpt in ("00_BN1-129-Eb_comp", "01_Funk2-108-Eb_solo", "05_SS3-98-C_comp"):
         (gs / "annotation").mkdir(parents=True, exist_ok=True)
         shutil.copy(sample, gs / "annotation" / f"{excerpt}.jams")
@@ -342,7 +319,7 @@ def test_full_split_layouts(tmp_path):
     items = get_dataset("guitarset").find_recordings(gs)
     assert [i.split for i in items] == ["train", "train", "validation"]
 
-    track = samples_dir("slakh") / "slakh2100_flac_redux" / "train" / "Track00001"
+    track = samples("slakh") / "slakh2100_flac_redux" / "train" / "Track00001"
     slakh = tmp_path / "slakh2100_flac_redux"
     for split, name in [("train", "Track00001"), ("validation", "Track01501"),
                         ("test", "Track01876"), ("omitted", "Track00002")]:  # fmt: skip
@@ -362,8 +339,8 @@ def test_full_split_layouts(tmp_path):
         ("guitarset", "guitarset", {"validation": 1}),  # 00_BN1 has no audio in the sample
     ],
 )
-def test_release_samples_as_they_are(dataset, sample, expected, tmp_path, run_cli):
-    raw = samples_dir(sample.split("/")[0]) / "/".join(sample.split("/")[1:])
+def test_release_samples_as_they_are(samples, dataset, sample, expected, tmp_path, run_cli):
+    raw = samples(sample.split("/")[0]) / "/".join(sample.split("/")[1:])
     status, out, err = run_cli(
         "prepare", dataset, "--raw", raw, "--out", tmp_path / "out", "--skip-incomplete",
         "--workers", "1",

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mt3.config import VARIANTS, ConfigError, DataConfig, RunConfig, TrainConfig, get_variant
 from mt3.data.prepare import prepare
-from mt3.train.config import TrainConfig
 from mt3.train.train import train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,10 +30,11 @@ def data_root(tmp_path_factory):
     return root
 
 
-def config(data_root, **overrides):
-    base = dict(model="tiny", data_root=str(data_root), mixture="synth-piano,synth-band",
-                batch_size=2, log_every_steps=1, checkpoint_every_steps=2)  # fmt: skip
-    return TrainConfig(**{**base, **overrides})
+def config(data_root, variant="tiny", **overrides):
+    """A RunConfig of the tiny network on the module's two generated datasets."""
+    train_config = dict(variant=variant, batch_size=2, log_every_steps=1, checkpoint_every_steps=2)
+    data = DataConfig(data_root=str(data_root), mixture="synth-piano,synth-band")
+    return RunConfig(get_variant(variant), data, TrainConfig(**{**train_config, **overrides}))
 
 
 def losses(workdir):
@@ -59,18 +60,9 @@ def test_resume_reproduces_the_uninterrupted_run(data_root, tmp_path):
 def test_cli_and_sigkill_resume(data_root, tmp_path):
     gin = tmp_path / "run.gin"
     gin.write_text(
-        "\n".join(
-            f"TrainConfig.{k} = {v!r}"
-            for k, v in dict(
-                model="tiny",
-                data_root=str(data_root),
-                batch_size=2,
-                steps=8,
-                mixture="synth-piano,synth-band",
-                log_every_steps=1,
-                checkpoint_every_steps=2,
-            ).items()  # fmt: skip
-        )
+        f"DataConfig.data_root = '{data_root}'\nDataConfig.mixture = 'synth-piano,synth-band'\n"
+        "TrainConfig.variant = 'tiny'\nTrainConfig.batch_size = 2\nTrainConfig.steps = 8\n"
+        "TrainConfig.log_every_steps = 1\nTrainConfig.checkpoint_every_steps = 2\n"
     )
     command = [sys.executable, "-m", "mt3", "train", "--gin_file", str(gin)]
     reference = tmp_path / "reference"
@@ -100,11 +92,12 @@ def test_checkpoint_of_two_devices_loads_on_one(data_root, tmp_path):
     from mt3.model.store import load_model
 
     environment = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    bindings = dict(model="'tiny'", data_root=f"'{data_root}'", mixture="'synth-piano'",
-                    steps=1, batch_size=2)  # fmt: skip
-    command = [sys.executable, "-m", "mt3", "train", "--workdir", str(tmp_path / "run")]
-    for key, value in bindings.items():
-        command += ["--gin_param", f"TrainConfig.{key} = {value}"]
+    bindings = [f"DataConfig.data_root = '{data_root}'", "DataConfig.mixture = 'synth-piano'",
+                "TrainConfig.steps = 1", "TrainConfig.batch_size = 2"]  # fmt: skip
+    command = [sys.executable, "-m", "mt3", "train", "--workdir", str(tmp_path / "run"),
+               "--variant", "tiny"]  # fmt: skip
+    for binding in bindings:
+        command += ["--gin_param", binding]
     subprocess.run(command, check=True, capture_output=True, env=environment)
     model = load_model(tmp_path / "run")
     assert model.config.name == "tiny"
@@ -114,7 +107,7 @@ EIGHT_DEVICES = """
 import jax, jax.numpy as jnp, numpy as np
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
-from mt3.train.config import TrainConfig
+from mt3.config import RunConfig
 from mt3.train.train import build, state_shardings, train_step_fn
 rng = np.random.default_rng(0)
 batch = {"audio": rng.normal(size=(8, 32768)).astype(np.float32) * 0.1,
@@ -126,7 +119,7 @@ cases = ((jax.devices()[:1], 1, False), (jax.devices(), 1, False), (jax.devices(
          (jax.devices(), 1, True))
 for devices, model_axis, fsdp in cases:
     mesh = Mesh(np.array(devices).reshape(-1, model_axis), ("data", "model"))
-    model, optimizer = build(TrainConfig(model="tiny"))
+    model, optimizer = build(RunConfig())
     graphdef, state = nnx.split((model, optimizer))
     shardings = state_shardings(state, mesh, fsdp)
     step = jax.jit(train_step_fn(graphdef, 1e-4, 0),
@@ -207,7 +200,8 @@ def test_gin_files_parse_and_say_how_to_run(name):
     gin.clear_config()
     try:
         gin.parse_config_files_and_bindings([str(path)], [])
-        assert TrainConfig().model in ("tiny", "mt3", "ismir2021")
+        assert TrainConfig().variant in VARIANTS
+        assert "TrainConfig.model" not in path.read_text()
     finally:
         gin.clear_config()
 
@@ -215,8 +209,8 @@ def test_gin_files_parse_and_say_how_to_run(name):
 def test_evaluation_during_training_and_curves(data_root, tmp_path, run_cli):
     gin = tmp_path / "run.gin"
     gin.write_text(
-        f"TrainConfig.model = 'tiny'\nTrainConfig.data_root = '{data_root}'\n"
-        "TrainConfig.mixture = 'synth-piano'\nTrainConfig.batch_size = 2\nTrainConfig.steps = 2\n"
+        f"TrainConfig.variant = 'tiny'\nDataConfig.data_root = '{data_root}'\n"
+        "DataConfig.mixture = 'synth-piano'\nTrainConfig.batch_size = 2\nTrainConfig.steps = 2\n"
         "TrainConfig.log_every_steps = 1\nTrainConfig.eval_every_steps = 2\n"
         "TrainConfig.eval_limit = 1\n"
     )
@@ -248,17 +242,15 @@ def test_tensorboard_event_encoding(tmp_path):
     assert b"train/loss" in event and struct.pack("<f", 2.5) in event
 
 
-def test_paper_table(tmp_path, run_cli):
+def test_paper_table(samples, tmp_path, run_cli):
     from flax import nnx
 
-    from mt3.model.config import get_model_config
     from mt3.model.store import save_model
     from mt3.model.t5 import Transformer
-    from tests.test_prepare import samples_dir
 
-    prepare("maestro", samples_dir("maestro"), tmp_path / "data" / "maestro", workers=1,
+    prepare("maestro", samples("maestro"), tmp_path / "data" / "maestro", workers=1,
             progress=False)  # fmt: skip
-    save_model(Transformer(get_model_config("tiny"), rngs=nnx.Rngs(0)), tmp_path / "ckpt")
+    save_model(Transformer(get_variant("tiny"), rngs=nnx.Rngs(0)), tmp_path / "ckpt")
     status, out, err = run_cli(
         "evaluate", "--checkpoint", tmp_path / "ckpt", "--paper-table", tmp_path / "data",
         "--split", "train", "--limit", "1", "--batch-size", "2",
@@ -281,7 +273,7 @@ def test_learning_rate_schedules():
     cosine = learning_rate_schedule(1e-2, "cosine", warmup=10, steps=110)
     assert np.isclose(float(cosine(10)), 1e-2) and np.isclose(float(cosine(60)), 5e-3)
     assert float(cosine(110)) == 0
-    with pytest.raises(ValueError, match="schedule"):
+    with pytest.raises(ConfigError, match="schedule"):
         TrainConfig(schedule="linear")
 
 
@@ -289,8 +281,8 @@ def test_time_init_orders_the_shift_rows():
     from mt3.train.train import build
     from mt3.vocab import vocabulary
 
-    plain, _ = build(TrainConfig(model="tiny"))
-    timed, _ = build(TrainConfig(model="tiny", time_init=True))
+    plain, _ = build(RunConfig())
+    timed, _ = build(RunConfig(train=TrainConfig(time_init=True)))
     first, last = vocabulary("mt3").id_range("shift")
     rows = np.asarray(timed.decoder.token_embedder.embedding.get_value())
     before = np.asarray(plain.decoder.token_embedder.embedding.get_value())
@@ -338,10 +330,42 @@ def test_init_from_a_checkpoint_or_a_run(data_root, tmp_path):
         jax_leaves(nnx.to_pure_dict(nnx.state(fresh, nnx.Param)))[0], jax_leaves(expected)[0]
     )
     with pytest.raises(TrainingError, match="do not fit"):
-        build(config(data_root, model="mt3", init_from=str(tmp_path / "ckpt")))
+        build(config(data_root, variant="mt3", init_from=str(tmp_path / "ckpt")))
 
 
 def jax_leaves(tree):
     import jax
 
     return [np.asarray(x) for x in jax.tree.leaves(tree)]
+
+
+def test_fine_tune_on_a_folder_dataset_with_evaluation(data_root, write_pair, tmp_path, run_cli):
+    """A user's `folder` dataset prepared into data/mine is trained on and evaluated from
+    data/mine (evaluation used to look for data/folder, the manifest's dataset name)."""
+    from mt3.model.store import load_model, save_model
+
+    raw = tmp_path / "takes"
+    for index in range(3):
+        write_pair(raw, f"take{index}", seconds=2.0, program=40)
+    root = tmp_path / "data"
+    assert run_cli("prepare", "folder", "--raw", raw, "--out", root / "mine")[0] == 0
+    train(config(data_root, steps=1), tmp_path / "base")
+    save_model(load_model(tmp_path / "base"), tmp_path / "base-model")
+    status, out, err = run_cli(
+        "train", "--workdir", tmp_path / "tuned", "--variant", "tiny",
+        "--gin_param", f"DataConfig.data_root = '{root}'",
+        "--gin_param", "DataConfig.mixture = 'mine'",
+        "--gin_param", f"TrainConfig.init_from = '{tmp_path / 'base-model'}'",
+        "--gin_param", "TrainConfig.steps = 2", "--gin_param", "TrainConfig.batch_size = 2",
+        "--gin_param", "TrainConfig.eval_every_steps = 2",
+        "--gin_param", "TrainConfig.eval_limit = 1",
+        "--gin_param", "TrainConfig.eval_split = 'train'",
+    )  # fmt: skip
+    assert status == 0, err
+    rows = [json.loads(line) for line in open(tmp_path / "tuned" / "metrics.jsonl")]
+    assert any("eval/mine/Onset F1" in row for row in rows)
+    saved = json.loads((tmp_path / "tuned" / "config.json").read_text())
+    assert saved["data"]["mixture"] == "mine" and saved["train"]["init_from"].endswith("base-model")
+    assert (
+        (tmp_path / "tuned" / "config.gin").read_text().startswith("TrainConfig.variant = 'tiny'")
+    )

@@ -11,12 +11,11 @@ import soundfile
 from flax import nnx
 
 from mt3.audio import iter_segments, split_segments
+from mt3.config import get_variant
 from mt3.infer import TranscribeOptions, Transcriber, output_bases
-from mt3.model.config import get_model_config
 from mt3.model.decoding import DecodeOptions
 from mt3.model.store import save_model
 from mt3.model.t5 import Transformer
-from tests.conftest import golden_dir
 
 
 @pytest.mark.parametrize("length", [0, 1, 127, 128, 32767, 32768, 65536, 100_000])
@@ -36,7 +35,7 @@ def test_streamed_segments_equal_whole_file_segments(length):
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory):
     path = tmp_path_factory.mktemp("ckpt") / "tiny"
-    save_model(Transformer(get_model_config("tiny"), rngs=nnx.Rngs(0)), path)
+    save_model(Transformer(get_variant("tiny"), rngs=nnx.Rngs(0)), path)
     return path
 
 
@@ -113,9 +112,10 @@ def test_output_bases(tmp_path):
     assert output_bases(["x/a.wav", "y/b.mp3"], tmp_path) == [tmp_path / "a", tmp_path / "b"]
 
 
-def test_transcribe_matches_the_original_network(tmp_path, run_cli):
-    """The golden check of golden/model/README: convert the T5X checkpoint, transcribe each clip
-    from its WAV, and require each golden greedy segment to be a prefix of what we emit."""
+def test_transcribe_matches_the_original_network(golden_dir, tmp_path, run_cli):
+    """The golden check of docs/goldens.md (model goldens): convert the T5X checkpoint, transcribe
+    each clip from its WAV, and require each golden greedy segment to be a prefix of what we
+    emit."""
     folder = golden_dir("model")
     cases = json.loads((folder / "cases.json").read_text())
     converted = tmp_path / "converted"
@@ -147,7 +147,7 @@ def test_one_hour_file_with_bounded_memory(tmp_path):
     import sys
 
     checkpoint = tmp_path / "mt3"
-    save_model(Transformer(get_model_config("mt3"), rngs=nnx.Rngs(0)), checkpoint)
+    save_model(Transformer(get_variant("mt3"), rngs=nnx.Rngs(0)), checkpoint)
     audio = tmp_path / "hour.flac"
     rng = np.random.default_rng(0)
     with soundfile.SoundFile(audio, "w", samplerate=44100, channels=2, subtype="PCM_16") as f:

@@ -1,4 +1,4 @@
-"""Vocabulary layout (spec §2.2-§2.4): every number is from the spec's tables."""
+"""Vocabulary layout (docs/mt3.md §2.2-§2.4): every number is from docs/mt3.md's tables."""
 
 import numpy as np
 import pytest

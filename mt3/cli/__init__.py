@@ -14,3 +14,15 @@ def command_parser(subparsers, name: str, summary: str, doc: str, epilog: str):
         epilog=epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+
+
+def add_variant(parser, *aliases: str, default: str | None = "mt3", help: str = "") -> None:
+    """``--variant NAME`` (mt3, ismir2021, base, tiny): every command names the model variant,
+    and with it the vocabulary and segment length, with this flag. ``aliases`` are the flag's
+    older names (--vocab, --config, --model-config), still accepted."""
+    from mt3.config import VARIANTS
+
+    parser.add_argument(
+        "--variant", *aliases, dest="variant", default=default, choices=VARIANTS, metavar="NAME",
+        help=f"{help} ({', '.join(VARIANTS)}; default: {default or 'none'})",
+    )  # fmt: skip

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from mt3.cli import command_parser
+from mt3.cli import add_variant, command_parser
+from mt3.outputs import formats_help
 
 EPILOG = """\
 examples:
@@ -21,12 +22,13 @@ transcription (the piano roll drawn over the reference).
 def register(subparsers) -> None:
     parser = command_parser(subparsers, "evaluate", "transcribe + score a split", __doc__, EPILOG)
     parser.add_argument("--checkpoint", required=True, help="training workdir or mt3 checkpoint")
+    add_variant(parser, default=None, help="the checkpoint's variant, checked")
     parser.add_argument("--data", help="a prepared dataset folder")
     parser.add_argument("--paper-table", metavar="DATA_ROOT",
                         help="MT3's Table 2/3 over DATA_ROOT/{maestro,cerberus4,...}")  # fmt: skip
     parser.add_argument("--split", help="default: validation (paper table: MT3's split per set)")
     parser.add_argument("--out", help="folder for scores.json (and transcriptions)")
-    parser.add_argument("--format", default="", help="with --out: comma list of midi, json, png")
+    parser.add_argument("--format", default="", help=f"with --out: comma list of: {formats_help()}")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--limit", type=int, help="only the first N recordings")
     parser.add_argument("--all", action="store_true", help="print every metric")
@@ -34,11 +36,18 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from mt3.evaluate import evaluate, format_table, load_any_model, paper_table
-    from mt3.infer import TranscribeError, TranscribeOptions
+    from mt3.errors import UsageError
+    from mt3.evaluate import evaluate, format_table, paper_table
+    from mt3.infer import TranscribeOptions, check_variant
+    from mt3.model.store import load_model
+    from mt3.outputs import parse_formats
 
-    model = load_any_model(args.checkpoint)
+    formats = parse_formats(args.format, allow_empty=True)
+    if not (args.data or args.paper_table):
+        raise UsageError("give --data DIR (a prepared dataset) or --paper-table DATA_ROOT")
     options = TranscribeOptions(batch_size=args.batch_size)
+    model = load_model(args.checkpoint)
+    check_variant(model.config, args.variant, args.checkpoint)
     if args.paper_table:
         print(
             paper_table(
@@ -46,9 +55,6 @@ def run(args: argparse.Namespace) -> None:
             )
         )
         return
-    if not args.data:
-        raise TranscribeError("give --data DIR (a prepared dataset) or --paper-table DATA_ROOT")
-    formats = [f for f in args.format.split(",") if f]
     mean, per_recording = evaluate(
         model, args.data, args.split or "validation", options=options,
         out_dir=args.out, formats=formats, limit=args.limit,

@@ -7,6 +7,7 @@ import os
 import sys
 
 from mt3.cli import convert, demo, evaluate, features, prepare, score, tokens, train, transcribe
+from mt3.errors import Mt3Error
 
 COMMANDS = (transcribe, demo, convert, prepare, train, evaluate, tokens, features, score)
 
@@ -38,30 +39,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# Error classes of modules that import JAX or other heavy libraries: an error can only have been
-# raised if its module was imported, so `mt3 tokens` never imports JAX just to list them.
-LAZY_ERRORS = {
-    "mt3.train.config": "ConfigError", "mt3.demo": "DemoError", "mt3.train.train": "TrainingError",
-    "mt3.data.pipeline": "PipelineError", "mt3.data.datasets": "DatasetLayoutError",
-    "mt3.data.records": "RecordError", "mt3.infer": "TranscribeError",
-    "mt3.model.config": "ModelConfigError", "mt3.model.decoding": "DecodeError",
-    "mt3.model.store": "CheckpointError", "mt3.render": "RenderError",
-}  # fmt: skip
-
-
-def user_errors() -> tuple[type[BaseException], ...]:
-    """Errors caused by bad input: reported in one line, exit status 2."""
-    from mt3.audio import AudioError
-    from mt3.events import EncodingError
-    from mt3.metrics import ScoreInputError
-    from mt3.notes import MidiError, NotesError
-    from mt3.vocab import VocabError
-
-    errors = [AudioError, EncodingError, ScoreInputError, MidiError, NotesError, VocabError]
-    errors += [getattr(sys.modules[m], n) for m, n in LAZY_ERRORS.items() if m in sys.modules]
-    return (*errors, OSError)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -69,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `mt3 tokens x.mid | head`: the reader left; not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except user_errors() as error:
+    except (Mt3Error, OSError) as error:  # expected failures: one line, exit status 2
         message = (
             str(error) if not isinstance(error, OSError) else f"{error.filename}: {error.strerror}"
         )

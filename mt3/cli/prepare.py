@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from mt3.cli import command_parser
-from mt3.data.datasets import DATASETS
 
 EPILOG = """\
 examples:
@@ -17,58 +16,52 @@ examples:
   mt3 prepare folder --raw my_recordings --out data/mine --split auto
   mt3 prepare synth-band --out data/synth-band --count 100 --seconds 30
 
-DATASET is one of: maestro (v1/v2/v3, json or csv metadata); slakh (Slakh2100 orig, redux or
-BabySlakh, flac or wav; stems kept for sub-mixes); cerberus4 (built from a Slakh2100 release);
-guitarset (annotation/*.jams + mono audio); musicnet (csv labels, or MusicNetEM MIDI with
---labels em --em-dir DIR; MT3's split); urmp (piece folders with AuMix and Notes_*.txt); folder
-(your audio files with same-named .mid files); synth-piano, synth-ensemble, synth-band,
-synth-chorales (generated pieces or music21's Bach chorales rendered with a GM soundfont; no
---raw). The raw layout is checked first and every missing file is named. Shards are written
-atomically; run the same command again to resume.
+datasets:
+{datasets}
+
+The raw layout is checked first and every missing file is named. Shards are written atomically;
+run the same command again to resume.
 """
 
 
 def register(subparsers) -> None:
-    parser = command_parser(subparsers, "prepare", "raw dataset -> record shards", __doc__, EPILOG)
-    parser.add_argument("dataset", choices=DATASETS)
+    from mt3.data.datasets import registry
+
+    datasets = registry()
+    listing = "\n".join(f"  {d.name:<15} {d.summary}" for d in datasets.values())
+    parser = command_parser(subparsers, "prepare", "raw dataset -> record shards", __doc__,
+                            EPILOG.format(datasets=listing))  # fmt: skip
+    parser.add_argument("dataset", choices=datasets, metavar="DATASET", help="see below")
     parser.add_argument("--raw", help="the unpacked release (or your folder); not for synth-*")
-    parser.add_argument("--out", required=True, help="output folder for shards + manifest.json")
+    parser.add_argument("--out", required=True, help="output folder for the shards and manifest")
     parser.add_argument("--workers", type=int, help="parallel processes (default: all cores)")
-    parser.add_argument(
-        "--skip-incomplete", action="store_true",
-        help="leave out recordings with missing files (with a warning) instead of failing",
-    )  # fmt: skip
-    parser.add_argument("--audio", default="mic", choices=["mic", "mix"], help="GuitarSet audio")
-    parser.add_argument(
-        "--labels", default="csv", choices=["csv", "em"], help="MusicNet: csv, or MusicNetEM MIDI"
-    )
-    parser.add_argument("--em-dir", help="MusicNet: the unpacked musicnet_em folder")
-    parser.add_argument("--split", default="train", help="folder: train, validation, test, auto")
-    parser.add_argument("--validation-fraction", type=float, default=0.1, help="folder, auto")
-    parser.add_argument("--count", type=int, default=100, help="synth-*: pieces to generate")
-    parser.add_argument("--seconds", type=float, default=30.0, help="synth-*: piece length")
-    parser.add_argument("--seed", type=int, default=0, help="synth-*: generator seed")
+    options = {o.flag: o for d in datasets.values() for o in d.options}  # shared flags once
+    for flag, option in options.items():
+        if option.type is bool:
+            parser.add_argument(flag, action="store_true", default=None, help=option.help)
+        else:
+            parser.add_argument(flag, type=option.type, choices=option.choices,
+                                help=f"{option.help} (default: {option.default})")  # fmt: skip
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> None:
-    from mt3.data.datasets import DatasetLayoutError
+    from mt3.data.datasets import get_dataset, registry
     from mt3.data.prepare import prepare
+    from mt3.errors import UsageError
 
-    synthetic = args.dataset.startswith("synth-")
-    if args.raw is None and not synthetic:
-        raise DatasetLayoutError(f"{args.dataset} needs --raw, the folder of the raw release")
-
+    dataset = get_dataset(args.dataset)
+    if args.raw is None and dataset.needs_raw:
+        raise UsageError(f"{dataset.name} needs --raw, the folder of the raw release")
+    taken = {o.name for o in dataset.options}
+    for option in {o.name: o for d in registry().values() for o in d.options}.values():
+        if getattr(args, option.name) is not None and option.name not in taken:
+            raise UsageError(f"{option.flag} is not an option of {dataset.name}")
     options = {
-        "guitarset": {"audio": args.audio},
-        "musicnet": {"labels": args.labels, "em_dir": args.em_dir},
-        "folder": {"split": args.split, "validation_fraction": args.validation_fraction},
-    }.get(args.dataset, {})
-    if synthetic:
-        options = {"count": args.count, "seconds": args.seconds, "seed": args.seed}
-    if not synthetic:
-        options["skip_incomplete"] = args.skip_incomplete
-    manifest = prepare(args.dataset, args.raw, args.out, workers=args.workers, **options)
+        o.name: o.default if getattr(args, o.name) is None else getattr(args, o.name)
+        for o in dataset.options
+    }
+    manifest = prepare(dataset.name, args.raw, args.out, workers=args.workers, **options)
     for split, entry in manifest["splits"].items():
         print(
             f"{split}: {entry['recordings']} recordings, {entry['hours']:.2f} h, "

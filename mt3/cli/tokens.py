@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 
-from mt3.cli import command_parser
+from mt3.cli import add_variant, command_parser
 
 EPILOG = """\
 examples:
   mt3 tokens song.mid                       readable tokens, mt3 vocabulary
-  mt3 tokens song.mid --vocab ismir2021 --json > targets.json
+  mt3 tokens song.mid --variant ismir2021 --json > targets.json
   mt3 tokens song.mid --duration 30 --json -o targets.json
 
 The audio length decides the segments: --duration seconds of 16 kHz audio (default: the MIDI's end
@@ -25,7 +25,7 @@ def register(subparsers) -> None:
         subparsers, "tokens", "MIDI -> MT3 training target tokens per segment", __doc__, EPILOG
     )
     parser.add_argument("midi", help="a .mid/.midi file (sustain pedal is applied)")
-    parser.add_argument("--vocab", default="mt3", choices=["mt3", "ismir2021"])
+    add_variant(parser, "--vocab", help="whose vocabulary and segment length")
     parser.add_argument("--duration", type=float, help="audio length in seconds")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a listing")
     parser.add_argument("-o", "--out", help="write the JSON to this file instead of stdout")
@@ -34,23 +34,26 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> None:
     from mt3.atomic import atomic_write_text
-    from mt3.audio import SAMPLE_RATE, get_audio_config
-    from mt3.events import EncodingError, notes_to_segment_tokens
+    from mt3.audio import SAMPLE_RATE
+    from mt3.config import get_variant
+    from mt3.errors import UsageError
+    from mt3.events import notes_to_segment_tokens
     from mt3.notes import read_midi
     from mt3.vocab import vocabulary
 
+    variant = get_variant(args.variant)
     midi = read_midi(args.midi)
     duration = midi.end_time if args.duration is None else args.duration
     if not duration >= 0:
-        raise EncodingError(f"--duration must be a non-negative number of seconds, got {duration}")
+        raise UsageError(f"--duration must be a non-negative number of seconds, got {duration}")
     segments = notes_to_segment_tokens(
         midi.notes,
-        args.vocab,
+        variant.vocab,
         num_samples=round(duration * SAMPLE_RATE),
-        segment_frames=get_audio_config(args.vocab).segment_frames,
+        segment_frames=variant.segment_frames,
     )
     payload = {
-        "vocab": args.vocab,
+        "vocab": variant.vocab,
         "duration": duration,
         "segments": [{"start_time": s.start_time, "tokens": s.tokens} for s in segments],
     }
@@ -59,7 +62,7 @@ def run(args: argparse.Namespace) -> None:
     elif args.json:
         print(json.dumps(payload))
     else:
-        vocab = vocabulary(args.vocab)
+        vocab = vocabulary(variant.vocab)
         print(f"{args.midi}: {len(midi.notes)} notes, {duration:.3f} s, {len(segments)} segments")
         for segment in segments:
             words = " ".join(vocab.describe(t).replace(" ", "=") for t in segment.tokens)

@@ -1,19 +1,22 @@
-"""`mt3 train`: train (or resume) a model with gin-configured TrainConfig."""
+"""`mt3 train`: train (or resume) a model; gin binds ModelConfig, DataConfig and TrainConfig."""
 
 from __future__ import annotations
 
 import argparse
 
-from mt3.cli import command_parser
+from mt3.cli import add_variant, command_parser
 
 EPILOG = """\
 examples:
   mt3 train --gin_file gin/demo.gin --workdir runs/demo
   mt3 train --gin_file gin/tiny.gin --gin_param 'TrainConfig.steps = 200' --workdir runs/t
+  mt3 train --gin_file gin/tiny.gin --gin_param 'DataConfig.temperature = 3.0' --workdir runs/t3
+  mt3 train --gin_file runs/t/config.gin --workdir runs/t-again     (the same configuration)
 
-gin files bind TrainConfig fields (see mt3/train/config.py); --gin_param overrides them. Running
-the same command again resumes from the workdir's latest checkpoint. metrics.jsonl and
-config.json are written to the workdir.
+gin files bind the fields of ModelConfig, DataConfig and TrainConfig (mt3/config.py);
+--gin_param overrides them, --variant is TrainConfig.variant. Running the same command again
+resumes from the workdir's latest checkpoint. The workdir gets metrics.jsonl, tensorboard/, and
+the resolved configuration as config.json and config.gin.
 """
 
 
@@ -21,6 +24,7 @@ def register(subparsers) -> None:
     parser = command_parser(subparsers, "train", "train or resume a model", __doc__, EPILOG)
     parser.add_argument("--gin_file", action="append", default=[], help="gin config (repeatable)")
     parser.add_argument("--gin_param", action="append", default=[], help="gin binding override")
+    add_variant(parser, default=None, help="the network to train (TrainConfig.variant)")
     parser.add_argument("--workdir", required=True, help="checkpoints, metrics and config go here")
     parser.add_argument("--plot", action="store_true", help="also write WORKDIR/curves.png")
     parser.add_argument(
@@ -30,14 +34,18 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from mt3.train.config import load_config
+    from mt3.config import load_config
     from mt3.train.train import train
 
+    bindings = list(args.gin_param)
+    if args.variant:
+        bindings.append(f"TrainConfig.variant = '{args.variant}'")
+    config = load_config(args.gin_file, bindings)
     if args.distributed:
         import jax
 
         jax.distributed.initialize()
-    last = train(load_config(args.gin_file, args.gin_param), args.workdir)
+    last = train(config, args.workdir)
     if last:
         print(f"{args.workdir}: done at step {last['step']}")
     if args.plot:

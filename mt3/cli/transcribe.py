@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mt3.cli import command_parser
+from mt3.cli import add_variant, command_parser
+from mt3.outputs import formats_help
 
 EPILOG = """\
 examples:
   mt3 transcribe song.mp3 --checkpoint converted/mt3            -> ./song.mid
   mt3 transcribe a.wav b.flac -o out/ --format midi,png,wav --checkpoint converted/mt3
-  mt3 transcribe piano.wav --checkpoint converted/ismir2021 --model-config ismir2021
+  mt3 transcribe piano.wav --checkpoint converted/ismir2021 --variant ismir2021
   mt3 transcribe band.wav --checkpoint ckpt --instruments piano,bass,drums
   mt3 transcribe take.wav --checkpoint ckpt --reference take.mid --format midi,png
   mt3 transcribe piano.wav --checkpoint runs/demo       (a training workdir: its latest step)
@@ -32,34 +33,27 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--checkpoint", help="an mt3 checkpoint folder (see convert-checkpoint) or a training run"
     )
-    parser.add_argument("--model-config", help="expected variant (mt3, ismir2021, ...): checked")
+    add_variant(parser, "--model-config", default=None, help="the checkpoint's variant, checked")
     parser.add_argument("--batch-size", type=int, default=8, help="segments per device call")
-    parser.add_argument("--format", default="midi", help="comma list of midi, json, png, wav")
+    parser.add_argument("--format", default="midi", help=f"comma list of: {formats_help()}")
     parser.add_argument("--dump-tokens", help="write decoded ids per segment to this JSON file")
     parser.add_argument("--decode", default="mt3", choices=["mt3", "greedy", "beam"],
                         help="mt3: t5x beam search with 1 beam (MT3's); greedy; beam")  # fmt: skip
     parser.add_argument("--beams", type=int, default=4, help="beams for --decode beam")
-    parser.add_argument("--max-tokens", type=int, default=1024,
-                        help="stop a segment after this many ids (MT3: 1024)")  # fmt: skip
+    parser.add_argument(
+        "--max-tokens", type=int, help="stop a segment after this many ids (default: the model's)"
+    )
     parser.add_argument("--instruments", help="allowed instruments, e.g. piano,bass,drums or 0,33")
     parser.add_argument("--reference", help="reference MIDI drawn under the piano roll")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> None:
-    from mt3.infer import (
-        OUTPUT_FORMATS,
-        TranscribeError,
-        TranscribeOptions,
-        output_bases,
-        transcribe_files,
-    )
+    from mt3.infer import TranscribeOptions, output_bases, transcribe_files
     from mt3.model.decoding import DecodeOptions
+    from mt3.outputs import parse_formats
 
-    formats = [f.strip() for f in args.format.split(",") if f.strip()]
-    unknown = [f for f in formats if f not in OUTPUT_FORMATS]
-    if unknown or not formats:
-        raise TranscribeError(f"--format takes {', '.join(OUTPUT_FORMATS)}; got {args.format!r}")
+    formats = parse_formats(args.format)
     bases = output_bases(args.audio, args.output)
     options = TranscribeOptions(
         batch_size=args.batch_size,
@@ -68,7 +62,7 @@ def run(args: argparse.Namespace) -> None:
     )
     for audio, written, result in transcribe_files(
         args.audio, bases, args.checkpoint, options, formats,
-        model_config=args.model_config, dump_tokens=args.dump_tokens, reference=args.reference,
+        variant=args.variant, dump_tokens=args.dump_tokens, reference=args.reference,
     ):  # fmt: skip
         print(
             f"{audio}: {len(result.notes)} notes, {result.duration_seconds:.1f} s -> "

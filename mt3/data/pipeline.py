@@ -1,4 +1,4 @@
-"""Training and evaluation input with Grain (spec §1.3, §3.1, §4.12; design.md §7).
+"""Training and evaluation input with Grain (docs/mt3.md §1.3, §3.1, §4.12; docs/architecture.md).
 
 Training examples follow MT3's pipeline:
 
@@ -26,52 +26,46 @@ from pathlib import Path
 import numpy as np
 
 from mt3.audio import HOP_SAMPLES, num_frames
-from mt3.data.records import Record, decode_record, shard_paths
+from mt3.config import MIXTURE_TEMPERATURE, DataConfig, ModelConfig
+from mt3.data.datasets import mixtures
+from mt3.data.records import MANIFEST_FILE, Record, decode_record, shard_paths
+from mt3.errors import Mt3Error
 from mt3.events import TokenEncoder
 from mt3.vocab import EOS_ID
 
 PIECE_FRAMES = 2000  # MT3's MAX_NUM_CACHED_FRAMES
-MIN_SUBMIX_STEMS = 4
-TEMPERATURE = 10 / 3
 
 
-class PipelineError(ValueError):
+class PipelineError(Mt3Error, ValueError):
     """A data folder without prepared shards, or a bad data setting."""
 
 
-@dataclasses.dataclass(frozen=True)
-class DataConfig:
-    """Input settings for training: crop length, vocabulary, batch and mixing."""
-
-    vocab: str = "mt3"
-    segment_frames: int = 256
-    target_length: int = 1024
-    batch_size: int = 8
-    seed: int = 0
-    temperature: float = TEMPERATURE
-    submix: bool = True
-
-
 class SplitSource:
-    """Random access to the records of one prepared split (all its shards)."""
+    """Random access to the records of one prepared split (all its shards).
 
-    def __init__(self, data_dir: str | Path, split: str):
+    ``folder`` is where the dataset was prepared (``mt3 prepare ... --out FOLDER``), ``dataset``
+    its kind as the manifest says (maestro, folder, synth-piano, ...): a user's ``folder``
+    dataset may be prepared into ``data/mine``.
+    """
+
+    def __init__(self, folder: str | Path, split: str):
         import grain
 
-        data_dir = Path(data_dir)
-        manifest_path = data_dir / "manifest.json"
+        folder = Path(folder)
+        manifest_path = folder / MANIFEST_FILE
         if not manifest_path.is_file():
-            raise PipelineError(f"{data_dir}: no manifest.json; run `mt3 prepare` first")
+            raise PipelineError(f"{folder}: no {MANIFEST_FILE}; run `mt3 prepare` first")
         manifest = json.loads(manifest_path.read_text())
         if split not in manifest["splits"]:
             raise PipelineError(
-                f"{data_dir}: no {split!r} split (has {', '.join(manifest['splits'])})"
+                f"{folder}: no {split!r} split (has {', '.join(manifest['splits'])})"
             )
         entry = manifest["splits"][split]
-        paths = shard_paths(data_dir / split)
+        paths = shard_paths(folder / split)
         if len(paths) != len(entry["shards"]):
-            raise PipelineError(f"{data_dir / split}: shards missing; re-run `mt3 prepare`")
-        self.name = f"{manifest['dataset']}/{split}"
+            raise PipelineError(f"{folder / split}: shards missing; re-run `mt3 prepare`")
+        self.folder, self.dataset, self.split = folder, manifest["dataset"], split
+        self.name = f"{folder.name}/{split}"
         self.ids = [record_id for record_id, _ in entry["records"]]
         self.samples = np.array([samples for _, samples in entry["records"]], np.int64)
         self._source = grain.sources.ArrayRecordDataSource([str(p) for p in paths])
@@ -92,10 +86,11 @@ class SplitSource:
         return np.array(rows, np.int64).reshape(-1, 3)
 
 
-def submix(record: Record, rng: np.random.Generator) -> Record:
-    """A random subset of at least four stems (all if fewer): summed audio, their notes."""
+def submix(record: Record, rng: np.random.Generator, min_stems: int) -> Record:
+    """A random subset of at least ``min_stems`` stems (all if fewer): summed audio, their
+    notes."""
     count = record.stems.shape[0]
-    size = rng.integers(min(MIN_SUBMIX_STEMS, count), count + 1)
+    size = rng.integers(min(min_stems, count), count + 1)
     chosen = np.sort(rng.choice(count, size=size, replace=False))
     audio = np.clip(record.stems[chosen].astype(np.int32).sum(axis=0), -32768, 32767)
     keep = np.isin(record.note_stems, chosen)
@@ -105,12 +100,13 @@ def submix(record: Record, rng: np.random.Generator) -> Record:
     )  # fmt: skip
 
 
-def crop_example(record: Record, piece: np.ndarray, config: DataConfig, rng) -> dict:
-    """One training example from a piece (record index, first frame, frames) of a record."""
-    if config.submix and record.stems is not None and record.stems.shape[0] > 1:
-        record = submix(record, rng)
+def crop_example(record: Record, piece, model: ModelConfig, data: DataConfig, rng) -> dict:
+    """One training example from a piece (record index, first frame, frames) of a record: a
+    crop of ``model.segment_frames`` frames and its targets, padded to the target length."""
+    if data.submix and record.stems is not None and record.stems.shape[0] > 1:
+        record = submix(record, rng, data.min_submix_stems)
     _, first, frames = (int(v) for v in piece)
-    length = config.segment_frames
+    length = model.segment_frames
     offset = int(np.clip(rng.integers(-(length - 1), frames), 0, frames - 1))
     start = first + offset
     end = first + min(offset + length, frames)
@@ -118,10 +114,11 @@ def crop_example(record: Record, piece: np.ndarray, config: DataConfig, rng) -> 
     audio = np.zeros(length * HOP_SAMPLES, np.float32)
     clip = record.audio[start * HOP_SAMPLES : end * HOP_SAMPLES].astype(np.float32) / 32768.0
     audio[: clip.size] = clip
-    tokens = TokenEncoder(record.notes, config.vocab, total).tokens(start, end)
-    targets = np.zeros(config.target_length, np.int32)
-    if len(tokens) > config.target_length:  # MT3 asserts here; keep the first ids and end
-        tokens = tokens[: config.target_length - 1] + [EOS_ID]
+    tokens = TokenEncoder(record.notes, model.vocab, total).tokens(start, end)
+    target_length = data.target_length_for(model)
+    targets = np.zeros(target_length, np.int32)
+    if len(tokens) > target_length:  # MT3 asserts here; keep the first ids and end
+        tokens = tokens[: target_length - 1] + [EOS_ID]
     targets[: len(tokens)] = tokens
     return {"audio": audio, "num_valid_frames": np.int32(end - start), "targets": targets}
 
@@ -191,7 +188,7 @@ class PieceStream:
         return np.concatenate([[source], piece])
 
 
-def piece_stream(sources, config: DataConfig, *, shard=(0, 1)):
+def piece_stream(sources, temperature: float, seed: int, *, shard=(0, 1)):
     """Endless (source index, record index, first frame, frames) rows of the given sources,
     mixed by ``mixture_weights``, as a grain MapDataset."""
     import grain
@@ -202,34 +199,37 @@ def piece_stream(sources, config: DataConfig, *, shard=(0, 1)):
         if len(mine) == 0:
             raise PipelineError(f"{source.name}: no pieces for process {shard[0]} of {shard[1]}")
         pieces.append(mine)
-    weights = mixture_weights([len(s.pieces()) for s in sources], config.temperature)
-    return grain.MapDataset.source(PieceStream(pieces, weights, config.seed))
+    weights = mixture_weights([len(s.pieces()) for s in sources], temperature)
+    return grain.MapDataset.source(PieceStream(pieces, weights, seed))
 
 
-def training_dataset(sources, config: DataConfig, *, shard=(0, 1)):
+def training_dataset(sources, model: ModelConfig, data: DataConfig, *, seed: int = 0,
+                     shard=(0, 1)):  # fmt: skip
     """Endless training examples (unbatched MapDataset): a crop of the drawn piece, its
     targets, and ``source_id`` (which source it came from, for per-dataset losses)."""
 
     def make(row, rng):
         source = sources[int(row[0])]
-        example = crop_example(source[int(row[1])], row[1:], config, rng)
+        example = crop_example(source[int(row[1])], row[1:], model, data, rng)
         example["source_id"] = np.int32(row[0])
         return example
 
-    return piece_stream(sources, config, shard=shard).random_map(make, seed=config.seed)
+    stream = piece_stream(sources, data.temperature, seed, shard=shard)
+    return stream.random_map(make, seed=seed)
 
 
-def mixture_weights(counts, temperature: float = TEMPERATURE) -> np.ndarray:
+def mixture_weights(counts, temperature: float = MIXTURE_TEMPERATURE) -> np.ndarray:
     """MT3's temperature-scaled rates: n_i^(1/T), normalised."""
     rates = np.asarray(counts, np.float64) ** (1.0 / temperature)
     return rates / rates.sum()
 
 
-def training_mixture(sources, config: DataConfig, *, shard=(0, 1)):
+def training_mixture(sources, model: ModelConfig, data: DataConfig, *, batch_size: int,
+                     seed: int = 0, shard=(0, 1)):  # fmt: skip
     """Batched training input over one or more prepared splits: an IterDataset whose iterator
     state can be saved and restored (``get_state`` / ``set_state``)."""
-    dataset = training_dataset(list(sources), config, shard=shard)
-    return dataset.to_iter_dataset().batch(config.batch_size, drop_remainder=True)
+    dataset = training_dataset(list(sources), model, data, seed=seed, shard=shard)
+    return dataset.to_iter_dataset().batch(batch_size, drop_remainder=True)
 
 
 def evaluation_segments(record: Record, segment_frames: int):
@@ -247,30 +247,37 @@ def with_workers(dataset, workers: int):
     import grain
     from absl import flags
 
-    if not flags.FLAGS.is_parsed():  # grain's workers read absl flags (design.md §2)
+    if not flags.FLAGS.is_parsed():  # grain's workers read absl flags (docs/architecture.md)
         flags.FLAGS(["mt3"], known_only=True)
     return dataset.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
 
 
-# Named mixtures: the prepared datasets (folders below a data root, as `mt3 prepare` names them)
-# that a mixture draws from. `mt3` is the paper's training mixture (spec §4.12; MusicNetEM since
-# 2022, prepared with `mt3 prepare musicnet --labels em`).
-MIXTURES = {
-    "mt3": ("maestro", "guitarset", "urmp", "musicnet", "cerberus4", "slakh"),
-    "ismir2021": ("maestro",),
-    "synth": ("synth-piano", "synth-ensemble", "synth-band", "synth-chorales"),
-}
-
-
 def mixture_sources(name: str, data_root: str | Path, split: str = "train") -> list[SplitSource]:
-    """The sources of a named mixture under ``data_root`` (one prepared folder per dataset)."""
-    if name not in MIXTURES:
-        raise PipelineError(f"unknown mixture {name!r}; choose one of {', '.join(MIXTURES)}")
+    """The sources of a named mixture under ``data_root`` (one prepared folder per dataset,
+    named as the dataset)."""
+    if name not in mixtures():
+        raise PipelineError(f"unknown mixture {name!r}; choose one of {', '.join(mixtures())}")
     root = Path(data_root)
-    missing = [d for d in MIXTURES[name] if not (root / d / "manifest.json").is_file()]
+    missing = [d for d in mixtures()[name] if not (root / d / MANIFEST_FILE).is_file()]
     if missing:
         raise PipelineError(
             f"{root}: mixture {name!r} needs prepared {', '.join(missing)} "
             f"(mt3 prepare DATASET --out {root}/DATASET)"
         )
-    return [SplitSource(root / dataset, split) for dataset in MIXTURES[name]]
+    return [SplitSource(root / dataset, split) for dataset in mixtures()[name]]
+
+
+def mixture_folders(data: DataConfig) -> list[Path]:
+    """The prepared folders that ``data.mixture`` names: a named mixture's datasets, or the
+    listed subfolders of ``data.data_root``."""
+    names = mixtures().get(data.mixture) or [
+        n.strip() for n in data.mixture.split(",") if n.strip()
+    ]
+    return [Path(data.data_root) / name for name in names]
+
+
+def training_sources(data: DataConfig, split: str = "train") -> list[SplitSource]:
+    """The sources that ``data.mixture`` names, checked before any work starts."""
+    if data.mixture in mixtures():
+        return mixture_sources(data.mixture, data.data_root, split)
+    return [SplitSource(folder, split) for folder in mixture_folders(data)]

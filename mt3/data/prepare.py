@@ -3,7 +3,7 @@
 The raw layout is checked in full before anything is written. Recordings are sorted by id and cut
 into shards of ``records_per_shard``; each shard is written to a temporary name and renamed when
 complete, so an interrupted run resumes by skipping finished shards. Shards are built in parallel
-worker processes. A manifest (``manifest.json``) with counts, hours and programs per split is
+worker processes. A manifest (``MANIFEST_FILE``) with counts, hours and programs per split is
 written last; it also lists every record's id and length in samples, in shard order, so that
 readers can plan crops without opening the audio.
 """
@@ -21,10 +21,9 @@ from tqdm import tqdm
 
 from mt3.atomic import atomic_write_text
 from mt3.data.datasets import RawItem, get_dataset
-from mt3.data.records import SHARD_SUFFIX, read_shard, write_shard
+from mt3.data.records import MANIFEST_FILE, SHARD_SUFFIX, read_shard, write_shard
 
 RECORDS_PER_SHARD = 8
-MANIFEST = "manifest.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,12 +34,12 @@ class ShardJob:
 
 
 def _build_shard(job: ShardJob) -> list[dict]:
-    module = get_dataset(job.dataset)
+    load_record = get_dataset(job.dataset).load_record
     stats = []
 
     def records():
         for item in job.items:
-            record = module.load_record(item)
+            record = load_record(item)
             stats.append(_stats(record))
             yield record
 
@@ -83,10 +82,9 @@ def prepare(
     **options,
 ) -> dict:
     """Build ``out/<split>/*.array_record`` and ``out/manifest.json``; returns the manifest."""
-    module = get_dataset(dataset)
-    if dataset.startswith("synth-"):
-        options = {**options, "kind": dataset.split("-", 1)[1]}
-    items = module.find_recordings(None if raw is None else Path(raw), **options)
+    reader = get_dataset(dataset)
+    options = {**options, **reader.fixed}
+    items = reader.find_recordings(None if raw is None else Path(raw), **options)
     out = Path(out)
     jobs = plan_shards(dataset, items, out, records_per_shard)
     todo = [job for job in jobs if not job.path.is_file()]
@@ -112,7 +110,7 @@ def prepare(
         if job.path not in per_shard:
             per_shard[job.path] = [_stats(record) for record in read_shard(job.path)]
     manifest = _manifest(dataset, raw, jobs, per_shard, options)
-    atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+    atomic_write_text(out / MANIFEST_FILE, json.dumps(manifest, indent=1) + "\n")
     return manifest
 
 

@@ -1,4 +1,5 @@
-"""The record format: one msgpack record per recording in ArrayRecord shards (design.md §7).
+"""The record format: one msgpack record per recording in ArrayRecord shards (docs/architecture.md,
+datasets).
 
 A record holds the recording's id, its 16 kHz mono audio as int16, its notes (sustain applied) as
 arrays, and metadata (dataset, split, title, instruments). Shards are written to a temporary name
@@ -17,13 +18,15 @@ import msgpack
 import numpy as np
 
 from mt3.audio import SAMPLE_RATE
+from mt3.errors import Mt3Error
 from mt3.notes import Notes
 
 SHARD_SUFFIX = ".array_record"
+MANIFEST_FILE = "manifest.json"  # a prepared dataset's index: splits, shards, records
 _NOTE_FIELDS = ("start", "end", "pitch", "velocity", "program", "is_drum")
 
 
-class RecordError(ValueError):
+class RecordError(Mt3Error, ValueError):
     """A record shard that cannot be read."""
 
 

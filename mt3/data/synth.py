@@ -1,5 +1,5 @@
 """Generated multi-instrument music, rendered with a General MIDI soundfont: the embedded data that
-stands in for the real datasets on a fresh machine (design.md §7).
+stands in for the real datasets on a fresh machine (docs/architecture.md, datasets).
 
 Every piece is deterministic from (kind, seed): a tempo, a key, a chord progression, and parts that
 follow it. Kinds, so that a mixture of them is a real mixture:

@@ -1,4 +1,4 @@
-"""Import Magenta's released T5X checkpoints (spec §9) into our format (mt3.model.store).
+"""Import Magenta's released T5X checkpoints (docs/mt3.md §9) into our format (mt3.model.store).
 
 A T5X checkpoint folder holds a msgpack file named ``checkpoint``: ``{'version', 'optimizer':
 {'target': params, 'state': {...}}}``. Each parameter leaf is either an inline array (msgpack
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from flax import nnx
 
-from mt3.model.config import ModelConfig, get_model_config
+from mt3.config import ModelConfig, get_variant
 from mt3.model.store import CheckpointError, param_dict, save_model
 from mt3.model.t5 import Transformer
 
@@ -186,14 +186,14 @@ def t5x_to_model(params: dict[str, np.ndarray], config: ModelConfig) -> Transfor
 
 
 def convert_checkpoint(
-    t5x_dir: str | Path, out_dir: str | Path, model_config: str = "mt3", num_heads=None
+    t5x_dir: str | Path, out_dir: str | Path, variant: str = "mt3", num_heads=None
 ) -> ModelConfig:
     """Read a T5X checkpoint and write it in our format; returns the model config used."""
     out_dir = Path(out_dir)
     if out_dir.exists():
         raise CheckpointError(f"{out_dir}: already exists; choose a new output folder")
     params = read_t5x_params(t5x_dir)
-    config = infer_config(params, get_model_config(model_config), num_heads)
+    config = infer_config(params, get_variant(variant), num_heads)
     model = t5x_to_model(params, config)
     save_model(model, out_dir)
     return config

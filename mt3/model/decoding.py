@@ -12,8 +12,8 @@ is done or at ``max_length`` tokens.
 Three searches:
 
 - ``beam_search(num_beams=1)``: what MT3 actually runs (t5x ``beam_search`` with one beam and
-  brevity penalty alpha = 0.6, spec §7). Each step keeps the best non-EOS continuation alive and
-  files "prefix + EOS" as a finished candidate whenever EOS is among the two best tokens, scored
+  brevity penalty alpha = 0.6, docs/mt3.md §7). Each step keeps the best non-EOS continuation alive
+  and files "prefix + EOS" as a finished candidate whenever EOS is among the two best tokens, scored
   log p / ((5 + length) / 6)^alpha. It stops when no live sequence can beat the finished one, and
   returns the best finished sequence (the live one if none finished). So it can end where EOS was
   only second-best, and agrees with argmax decoding otherwise.
@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mt3.errors import Mt3Error
 from mt3.vocab import EOS_ID, PAD_ID, Vocabulary
 
 NEG_INF = -1.0e7  # t5x's "minus infinity" for beam scores
@@ -52,7 +53,7 @@ def phase_limits(max_length: int, phase_length: int) -> list[int]:
     ]
 
 
-class DecodeError(ValueError):
+class DecodeError(Mt3Error, ValueError):
     """Bad decoding options."""
 
 
@@ -64,13 +65,13 @@ class DecodeOptions:
     mode: str = "mt3"
     num_beams: int = 4
     alpha: float = 0.6
-    max_length: int = 1024
+    max_length: int | None = None  # ids per segment, EOS included (None: the model's limit)
 
     def __post_init__(self):
         if self.mode not in DECODE_MODES:
             modes = ", ".join(DECODE_MODES)
             raise DecodeError(f"decode mode must be one of {modes}, got {self.mode!r}")
-        if self.num_beams < 1 or self.max_length < 1:
+        if self.num_beams < 1 or (self.max_length is not None and self.max_length < 1):
             raise DecodeError("the number of beams and the token limit must be at least 1")
 
 

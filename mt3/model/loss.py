@@ -1,4 +1,5 @@
-"""MT3's training loss (spec §6.3): softmax cross-entropy plus z-loss, summed over target tokens.
+"""MT3's training loss (docs/mt3.md §6.3): softmax cross-entropy plus z-loss, summed over target
+tokens.
 
 Per token: -log softmax(logits)[target] + z * logsumexp(logits)^2 with z = 1e-4, weighted by
 ``targets > 0`` (EOS counts, PAD does not), and **summed** over the batch (t5x with

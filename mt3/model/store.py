@@ -1,7 +1,18 @@
-"""Our model checkpoint format: ``DIR/config.json`` (the ModelConfig) + ``DIR/params`` (orbax).
+"""Where models live on disk, and the one way to load one.
 
-``params`` holds the network's parameters as a nested dict keyed by the T5X module names
-(``encoder/layers_0/attention/query/kernel``), float32.
+Two layouts hold a model:
+
+* a **model folder** (``mt3 convert-checkpoint``, :func:`save_model`): ``DIR/config.json`` (the
+  ModelConfig) and ``DIR/params/`` (orbax), the parameters as a nested dict keyed by the T5X module
+  names (``encoder/layers_0/attention/query/kernel``), float32;
+* a **training run** (``mt3 train --workdir DIR``): ``DIR/config.json`` (the run's RunConfig) and
+  ``DIR/checkpoints/<step>/`` with the items ``state`` (``{"params", "optimizer"}``) and ``data``
+  (the input iterator's position), written and read by :class:`RunCheckpoints`.
+
+:func:`load_model` takes either and restores parameters only; ``TrainConfig.init_from``
+(:func:`load_params`) and training's own resume (:class:`RunCheckpoints`) go through this module
+too. A run's checkpoints load on any device count: arrays are restored onto one device unless the
+caller gives shardings.
 """
 
 from __future__ import annotations
@@ -17,14 +28,17 @@ import jax
 import numpy as np
 from flax import nnx
 
-from mt3.model.config import ModelConfig
+from mt3.config import ConfigError, ModelConfig, RunConfig
+from mt3.errors import Mt3Error
 from mt3.model.t5 import Transformer
 
-CONFIG_FILE = "config.json"
+CONFIG_FILE = "config.json"  # a model folder's ModelConfig, or a run's RunConfig
 PARAMS_DIR = "params"
+CHECKPOINTS_DIR = "checkpoints"
+RUN_ITEMS = ("state", "data")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(Mt3Error, ValueError):
     """A missing, incomplete or incompatible checkpoint."""
 
 
@@ -33,8 +47,13 @@ def param_dict(model: Transformer) -> dict:
     return jax.tree.map(np.asarray, nnx.to_pure_dict(nnx.state(model, nnx.Param)))
 
 
+def is_run(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a training run (it has a checkpoints/ folder)."""
+    return (Path(path) / CHECKPOINTS_DIR).is_dir()
+
+
 def save_model(model: Transformer, directory: str | os.PathLike) -> None:
-    """Write config + parameters; the directory appears complete or not at all."""
+    """Write a model folder (config + parameters); it appears complete or not at all."""
     import orbax.checkpoint as ocp
 
     directory = Path(directory).absolute()
@@ -54,45 +73,137 @@ def save_model(model: Transformer, directory: str | os.PathLike) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def read_config(directory: str | os.PathLike) -> ModelConfig:
-    path = Path(directory) / CONFIG_FILE
-    if not path.is_file():
+def read_config(path: str | os.PathLike) -> ModelConfig:
+    """The ModelConfig of a model folder or a training run."""
+    file = Path(path) / CONFIG_FILE
+    if not file.is_file():
         raise CheckpointError(
-            f"{directory}: not an mt3 checkpoint (no {CONFIG_FILE}); convert Magenta's T5X "
-            "checkpoints with `mt3 convert-checkpoint` first"
+            f"{path}: not an mt3 checkpoint (no {CONFIG_FILE}); convert Magenta's T5X "
+            "checkpoints with `mt3 convert-checkpoint`, or give a training run's workdir"
         )
     try:
-        return ModelConfig(**json.loads(path.read_text()))
-    except (TypeError, ValueError) as error:
-        raise CheckpointError(f"{path}: unreadable model config ({error})") from None
+        if is_run(path):
+            return RunConfig.from_json(file.read_text()).model
+        return ModelConfig(**json.loads(file.read_text()))
+    except (TypeError, ValueError, KeyError, ConfigError) as error:
+        raise CheckpointError(f"{file}: unreadable model config ({error})") from None
 
 
-def load_model(directory: str | os.PathLike) -> Transformer:
-    """Build the network described by ``DIR/config.json`` and restore its parameters; a training
-    workdir (``DIR/checkpoints``) gives the network of its latest checkpoint."""
+def abstract_params(config: ModelConfig, sharding=None) -> dict:
+    """ShapeDtypeStructs of a network's parameters (nothing is allocated)."""
+    model = nnx.eval_shape(lambda: Transformer(config, rngs=nnx.Rngs(0)))
+    sharding = sharding or jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    return jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
+        nnx.to_pure_dict(nnx.state(model, nnx.Param)),
+    )
+
+
+def load_params(path: str | os.PathLike, step: int | None = None) -> tuple[ModelConfig, dict]:
+    """(ModelConfig, parameters as a nested dict) of a model folder or of a training run at its
+    latest (or the given) step."""
     import orbax.checkpoint as ocp
 
-    if (Path(directory) / "checkpoints").is_dir():
-        from mt3.train.train import load_trained_model
-
-        return load_trained_model(directory)
-    config = read_config(directory)
-    model = nnx.eval_shape(lambda: Transformer(config, rngs=nnx.Rngs(0)))
-    state = nnx.state(model, nnx.Param)
-    abstract = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), nnx.to_pure_dict(state)
-    )
-    params_path = Path(directory).absolute() / PARAMS_DIR
+    config = read_config(path)
+    target = abstract_params(config)
+    if is_run(path):
+        checkpoints = RunCheckpoints(path)
+        try:
+            return config, checkpoints.restore_params(target, step)
+        finally:
+            checkpoints.close()
+    params_path = Path(path).absolute() / PARAMS_DIR
     if not params_path.is_dir():
-        raise CheckpointError(f"{directory}: no {PARAMS_DIR}/ folder with the parameters")
+        raise CheckpointError(f"{path}: no {PARAMS_DIR}/ folder with the parameters")
     try:
-        restored = ocp.StandardCheckpointer().restore(params_path, abstract)
+        return config, ocp.StandardCheckpointer().restore(params_path, target)
     except Exception as error:  # orbax raises several types for mismatched trees
         raise CheckpointError(
             f"{params_path}: parameters do not match {CONFIG_FILE} ({type(error).__name__})"
         ) from None
+
+
+def load_model(path: str | os.PathLike, step: int | None = None) -> Transformer:
+    """The network of a model folder, or of a training run at its latest (or a given) step."""
+    config, params = load_params(path, step)
     model = Transformer(config, rngs=nnx.Rngs(0))
     state = nnx.state(model, nnx.Param)
-    nnx.replace_by_pure_dict(state, restored)
+    nnx.replace_by_pure_dict(state, params)
     nnx.update(model, state)
     return model
+
+
+class RunCheckpoints:
+    """A training run's checkpoints: ``WORKDIR/checkpoints/<step>/{state,data}``.
+
+    ``state`` is ``{"params": ..., "optimizer": ...}`` (pure dicts of arrays); ``data`` is the
+    input iterator's state as JSON. With ``keep``, the folder is created and only the newest
+    ``keep`` checkpoints are kept (training); without, it is opened for reading.
+    """
+
+    def __init__(self, workdir: str | os.PathLike, keep: int | None = None):
+        import orbax.checkpoint as ocp
+
+        options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=keep is not None)
+        self.directory = Path(workdir).absolute() / CHECKPOINTS_DIR
+        self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=RUN_ITEMS)
+
+    def latest_step(self) -> int | None:
+        return self._manager.latest_step()
+
+    def save(self, step: int, state: dict, data_state: dict) -> None:
+        """Start writing a checkpoint (asynchronously; ``close`` waits for it)."""
+        import orbax.checkpoint as ocp
+
+        self._manager.save(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state)
+            ),
+            force=True,
+        )
+
+    def restore(self, step: int, target: dict) -> tuple[dict, dict]:
+        """(state, data state) at ``step``; ``target`` gives shapes, dtypes and shardings."""
+        import orbax.checkpoint as ocp
+
+        restored = self._manager.restore(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(target), data=ocp.args.JsonRestore()
+            ),
+        )
+        return restored["state"], restored["data"]
+
+    def restore_params(self, target: dict, step: int | None = None) -> dict:
+        """The parameters alone at ``step`` (default: the latest), shaped like ``target``."""
+        import orbax.checkpoint as ocp
+
+        step = self.latest_step() if step is None else step
+        if step is None:
+            raise CheckpointError(f"{self.directory}: no checkpoint yet")
+        item = {"params": target}
+        try:
+            restored = self._manager.restore(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.PyTreeRestore(
+                        item=item,
+                        restore_args=ocp.checkpoint_utils.construct_restore_args(item),
+                        partial_restore=True,
+                    )
+                ),
+            )
+        except FileNotFoundError:
+            raise CheckpointError(f"{self.directory}: no checkpoint at step {step}") from None
+        except (ValueError, KeyError) as error:
+            raise CheckpointError(
+                f"{self.directory / str(step)}: parameters do not match the run's {CONFIG_FILE} "
+                f"({type(error).__name__})"
+            ) from None
+        return restored["state"]["params"]
+
+    def close(self) -> None:
+        """Wait for pending saves and release the manager."""
+        self._manager.wait_until_finished()
+        self._manager.close()

@@ -1,4 +1,4 @@
-"""MT3's network: a T5.1.1-style encoder-decoder on log-mel frames (spec §5), in Flax NNX.
+"""MT3's network: a T5.1.1-style encoder-decoder on log-mel frames (docs/mt3.md §5), in Flax NNX.
 
 - Encoder: a bias-free projection of the 512 mel bins, plus fixed sinusoidal positions, then
   pre-norm blocks of self-attention and a gated-GELU MLP, and a final RMSNorm.
@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from mt3.model.config import ModelConfig
+from mt3.config import ModelConfig
 
 NEG_BIAS = -1e10
 RMS_EPSILON = 1e-6

@@ -1,5 +1,6 @@
-"""MT3's optimizer (spec §6.1-6.2): Adafactor with decay 0.8, no momentum, update clipping 1.0,
-parameter-scaled steps and factored second moments for dims >= 128, at a constant learning rate.
+"""MT3's optimizer (docs/mt3.md §6.1-6.2): Adafactor with decay 0.8, no momentum, update clipping
+1.0, parameter-scaled steps and factored second moments for dims >= 128, at a constant learning
+rate.
 
 Short runs (the demo) may add a linear warm-up and a cosine decay to zero at the last step; MT3
 uses neither."""
@@ -8,14 +9,16 @@ from __future__ import annotations
 
 import optax
 
-SCHEDULES = ("constant", "cosine")
+from mt3.config import SCHEDULES, ConfigError
 
 
 def learning_rate_schedule(peak: float, schedule: str = "constant", warmup: int = 0,
                            steps: int = 0):  # fmt: skip
     """A constant rate (after ``warmup`` linear steps), or warm-up then cosine decay to 0."""
     if schedule not in SCHEDULES:
-        raise ValueError(f"unknown learning-rate schedule {schedule!r}; use constant or cosine")
+        raise ConfigError(
+            f"unknown learning-rate schedule {schedule!r}; use {' or '.join(SCHEDULES)}"
+        )
     if schedule == "cosine":
         return optax.warmup_cosine_decay_schedule(0.0, peak, max(warmup, 1), max(steps, warmup + 1))
     return optax.linear_schedule(0.0, peak, warmup) if warmup else peak

@@ -1,17 +1,16 @@
 """The training loop, top to bottom: logging -> mesh -> data -> model and optimizer -> sharded
 state -> step function -> restore -> loop (with checkpoints and one progress line).
 
-Resume order (design.md §8): the latest checkpoint in the workdir, else ``init_from`` parameters
-(e.g. a converted MT3 checkpoint; optimizer fresh), else a random initialisation. A checkpoint
-holds the parameters, the optimizer state and the data iterator's state, so a resumed run sees
-the same batches and reproduces an uninterrupted run's losses step for step. Dropout is reseeded
-from (seed, step) at every step, so no random state needs saving. SIGTERM saves and exits; a
-non-finite loss stops the run and keeps the last good checkpoint.
+Resume order (docs/architecture.md, models on disk): the latest checkpoint in the workdir, else
+``init_from`` parameters (e.g. a converted MT3 checkpoint; optimizer fresh), else a random
+initialisation. A checkpoint holds the parameters, the optimizer state and the data iterator's
+state, so a resumed run sees the same batches and reproduces an uninterrupted run's losses step for
+step. Dropout is reseeded from (seed, step) at every step, so no random state needs saving. SIGTERM
+saves and exits; a non-finite loss stops the run and keeps the last good checkpoint.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import signal
 import time
@@ -20,24 +19,25 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
+from flax import nnx, traverse_util
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from mt3.atomic import atomic_path, atomic_write_text
-from mt3.data.pipeline import DataConfig, SplitSource, mixture_sources, training_mixture
-from mt3.model.config import get_model_config
+from mt3.config import RunConfig, TrainConfig
+from mt3.data.pipeline import training_mixture, training_sources
+from mt3.errors import Mt3Error
 from mt3.model.loss import sequence_loss
+from mt3.model.store import CONFIG_FILE, RunCheckpoints, load_params
 from mt3.model.t5 import Transformer, init_time_rows
 from mt3.spectrogram import log_mel
-from mt3.train.config import TrainConfig
 from mt3.train.optim import learning_rate_schedule, mt3_adafactor
 
 # Logical axis -> mesh axis, for tensor parallelism along `model` (mesh_model > 1).
 LOGICAL_RULES = {"embed": None, "joined_kv": "model", "mlp": "model", "vocab": "model"}
 
 
-class TrainingError(RuntimeError):
+class TrainingError(Mt3Error, RuntimeError):
     """A run that cannot go on (non-finite loss, incompatible checkpoint)."""
 
 
@@ -73,44 +73,30 @@ def state_shardings(state, mesh: Mesh, fsdp: bool = False):
     return jax.tree.map(spec, state, is_leaf=lambda x: isinstance(x, nnx.Variable))
 
 
-def data_sources(config: TrainConfig) -> list[SplitSource]:
-    from mt3.data.pipeline import MIXTURES
-
-    if config.mixture in MIXTURES:
-        return mixture_sources(config.mixture, config.data_root)
-    return [
-        SplitSource(Path(config.data_root) / name, "train") for name in config.mixture.split(",")
-    ]
-
-
-def build(config: TrainConfig):
-    model_config = get_model_config(config.model)
-    if config.dropout_rate is not None:
-        model_config = dataclasses.replace(model_config, dropout_rate=config.dropout_rate)
-    model = Transformer(model_config, rngs=nnx.Rngs(params=config.seed, dropout=config.seed + 1))
-    if config.init_from:
-        from mt3.model.store import load_model
-
-        source = load_model(config.init_from)
-        params = nnx.state(source, nnx.Param)
-        expected = nnx.to_flat_state(nnx.state(model, nnx.Param))
-        given = dict(nnx.to_flat_state(params))
-        for path, variable in expected:
+def build(config: RunConfig):
+    """The model (random, or ``init_from``'s parameters) and its optimizer."""
+    train = config.train
+    model = Transformer(config.model, rngs=nnx.Rngs(params=train.seed, dropout=train.seed + 1))
+    if train.init_from:
+        _, params = load_params(train.init_from)
+        given = traverse_util.flatten_dict(params)
+        expected = traverse_util.flatten_dict(nnx.to_pure_dict(nnx.state(model, nnx.Param)))
+        for path, value in expected.items():
             shape = getattr(given.get(path), "shape", None)
-            if shape != variable.shape:
-                name = "/".join(map(str, path))
+            if shape != value.shape:
                 raise TrainingError(
-                    f"{config.init_from}: parameters do not fit {config.model} ({name}: "
-                    f"{shape} in the checkpoint, {variable.shape} here)"
+                    f"{train.init_from}: parameters do not fit {config.model.name} "
+                    f"({'/'.join(map(str, path))}: {shape} in the checkpoint, {value.shape} here)"
                 )
-        nnx.update(model, params)
-    elif config.time_init:
+        state = nnx.state(model, nnx.Param)
+        nnx.replace_by_pure_dict(state, params)
+        nnx.update(model, state)
+    elif train.time_init:
         init_time_rows(model)
     rate = learning_rate_schedule(
-        config.learning_rate, config.schedule, config.warmup_steps, config.steps
+        train.learning_rate, train.schedule, train.warmup_steps, train.steps
     )
-    adafactor = mt3_adafactor(rate, config.momentum)
-    optimizer = nnx.Optimizer(model, adafactor, wrt=nnx.Param)
+    optimizer = nnx.Optimizer(model, mt3_adafactor(rate, train.momentum), wrt=nnx.Param)
     return model, optimizer
 
 
@@ -181,19 +167,18 @@ class MetricsLog:
         )
 
 
-def evaluate_during_training(config: TrainConfig, model, sources) -> dict:
-    """MT3's headline scores on the first ``eval_limit`` recordings of each dataset's eval split."""
+def evaluate_during_training(config: RunConfig, model, sources) -> dict:
+    """MT3's headline scores on the first ``eval_limit`` recordings of each training folder's
+    ``eval_split``, keyed eval/<folder name>/<metric>."""
     from mt3.evaluate import evaluate
     from mt3.metrics import HEADLINE_METRICS
 
     scores = {}
     for source in sources:
-        folder = Path(config.data_root) / source.name.split("/")[0]
-        mean, _ = evaluate(
-            model, folder, config.eval_split, limit=config.eval_limit, progress=False
-        )
+        mean, _ = evaluate(model, source.folder, config.train.eval_split,
+                           limit=config.train.eval_limit, progress=False)  # fmt: skip
         for name in HEADLINE_METRICS:
-            scores[f"eval/{source.name.split('/')[0]}/{name}"] = mean.get(name, float("nan"))
+            scores[f"eval/{source.folder.name}/{name}"] = mean.get(name, float("nan"))
     return scores
 
 
@@ -225,83 +210,63 @@ def plot_curves(workdir: str | Path) -> Path:
     return path
 
 
-def train(config: TrainConfig, workdir: str | Path) -> dict:
+def train(config: RunConfig, workdir: str | Path) -> dict:
     """Run (or resume) a training run in ``workdir``; returns the last logged metrics."""
-    import orbax.checkpoint as ocp
+    train_config = config.train
 
     # Logging and the run's resolved configuration.
     workdir = Path(workdir).absolute()
     workdir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(workdir / "config.json", json.dumps(dataclasses.asdict(config), indent=1))
-    log = MetricsLog(workdir / "metrics.jsonl", config.steps, config.batch_size)
+    atomic_write_text(workdir / CONFIG_FILE, config.to_json())
+    atomic_write_text(workdir / "config.gin", config.to_gin())
+    log = MetricsLog(workdir / "metrics.jsonl", train_config.steps, train_config.batch_size)
 
     # Mesh and data: each process reads its slice of the batch.
-    mesh = make_mesh(config)
+    mesh = make_mesh(train_config)
     processes = jax.process_count()
-    if config.batch_size % (mesh.shape["data"]) or config.batch_size % processes:
+    batch_size = train_config.batch_size
+    if batch_size % mesh.shape["data"] or batch_size % processes:
         raise TrainingError(
-            f"batch size {config.batch_size} must divide over {mesh.shape['data']} data devices"
+            f"batch size {batch_size} must divide over {mesh.shape['data']} data devices"
         )
-    model_config = get_model_config(config.model)
-    data_config = DataConfig(
-        vocab=model_config.vocab, segment_frames=model_config.segment_frames,
-        target_length=config.target_length or model_config.max_decode_length,
-        batch_size=config.batch_size // processes, seed=config.seed,
+    sources = training_sources(config.data)
+    dataset = training_mixture(
+        sources, config.model, config.data, batch_size=batch_size // processes,
+        seed=train_config.seed, shard=(jax.process_index(), processes),
     )  # fmt: skip
-    sources = data_sources(config)
-    dataset = training_mixture(sources, data_config, shard=(jax.process_index(), processes))
     iterator = iter(dataset)
 
     # Model, optimizer and their sharded state.
     model, optimizer = build(config)
     graphdef, state = nnx.split((model, optimizer))
-    shardings = state_shardings(state, mesh, config.fsdp)
+    shardings = state_shardings(state, mesh, train_config.fsdp)
     state = jax.device_put(state, shardings)
     batch_sharding = NamedSharding(mesh, P("data"))
     step_fn = jax.jit(
-        train_step_fn(graphdef, config.z_loss, config.seed),
+        train_step_fn(graphdef, train_config.z_loss, train_config.seed),
         in_shardings=(shardings, batch_sharding, None),
         out_shardings=(shardings, NamedSharding(mesh, P())),
         donate_argnums=0,
     )
 
     # Restore the latest checkpoint of this workdir, if any.
-    options = ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True)
-    manager = ocp.CheckpointManager(
-        workdir / "checkpoints", options=options, item_names=("state", "data")
-    )
-    start = 0
-    if manager.latest_step() is not None:
-        start = manager.latest_step()
+    checkpoints = RunCheckpoints(workdir, keep=train_config.keep_checkpoints)
+    start = checkpoints.latest_step() or 0
+    if start:
         target = jax.tree.map(
             lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), _saveable(state)
         )
-        restored = manager.restore(
-            start,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(target), data=ocp.args.JsonRestore()
-            ),
-        )
-        nnx.replace_by_pure_dict(state[0], restored["state"]["params"])
-        nnx.replace_by_pure_dict(state[1], restored["state"]["optimizer"])
-        iterator.set_state(restored["data"])
-        print(f"resumed from {workdir / 'checkpoints'} at step {start}", flush=True)
-
-    def save(step):
-        manager.save(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave(_saveable(state)),
-                data=ocp.args.JsonSave(iterator.get_state()),
-            ),
-            force=True,
-        )
+        restored, data_state = checkpoints.restore(start, target)
+        nnx.replace_by_pure_dict(state[0], restored["params"])
+        nnx.replace_by_pure_dict(state[1], restored["optimizer"])
+        iterator.set_state(data_state)
+        print(f"resumed from {checkpoints.directory} at step {start}", flush=True)
 
     stop = {"signal": None}
     previous = signal.signal(signal.SIGTERM, lambda number, _: stop.update(signal=number))
     last = {}
     try:
-        for step in range(start + 1, config.steps + 1):
+        for step in range(start + 1, train_config.steps + 1):
             local = next(iterator)
             batch = {
                 key: jax.make_array_from_process_local_data(batch_sharding, np.asarray(local[key]))
@@ -311,7 +276,7 @@ def train(config: TrainConfig, workdir: str | Path) -> dict:
             if step == start + 1:
                 jax.block_until_ready(metrics)
                 log.begin(step)  # rates without the compilation time
-            if step % config.log_every_steps == 0 or step == config.steps:
+            if step % train_config.log_every_steps == 0 or step == train_config.steps:
                 metrics = jax.device_get(metrics)
                 if not np.isfinite(metrics["loss"]):
                     raise TrainingError(
@@ -320,7 +285,7 @@ def train(config: TrainConfig, workdir: str | Path) -> dict:
                 last = {"step": step, **{k: float(v) for k, v in metrics.items()}}
                 log.write(step, metrics)
             state = new_state
-            if config.eval_every_steps and step % config.eval_every_steps == 0:
+            if train_config.eval_every_steps and step % train_config.eval_every_steps == 0:
                 began = time.perf_counter()
                 scores = evaluate_during_training(config, nnx.merge(graphdef, state)[0], sources)
                 log.start_time += time.perf_counter() - began  # rates count training time only
@@ -328,8 +293,9 @@ def train(config: TrainConfig, workdir: str | Path) -> dict:
                     f.write(json.dumps({"step": step, **scores}) + "\n")
                 log.events.scalars(step, scores)
                 print("  ".join(f"{k} {v:.3f}" for k, v in scores.items()), flush=True)
-            if step % config.checkpoint_every_steps == 0 or step == config.steps or stop["signal"]:
-                save(step)
+            every = train_config.checkpoint_every_steps
+            if step % every == 0 or step == train_config.steps or stop["signal"]:
+                checkpoints.save(step, _saveable(state), iterator.get_state())
             if stop["signal"]:
                 print(
                     f"stopped by signal {stop['signal']} at step {step}; checkpoint saved",
@@ -337,36 +303,6 @@ def train(config: TrainConfig, workdir: str | Path) -> dict:
                 )
                 break
     finally:
-        manager.wait_until_finished()
-        manager.close()
+        checkpoints.close()
         signal.signal(signal.SIGTERM, previous)
     return last
-
-
-def load_trained_model(workdir: str | Path, step: int | None = None) -> Transformer:
-    """The network of a training workdir at its latest (or a given) checkpoint."""
-    import orbax.checkpoint as ocp
-
-    workdir = Path(workdir).absolute()
-    try:
-        config = TrainConfig(**json.loads((workdir / "config.json").read_text()))
-    except (OSError, ValueError, TypeError) as error:
-        raise TrainingError(f"{workdir}: not a training workdir ({error})") from None
-    model, optimizer = build(dataclasses.replace(config, init_from=""))
-    manager = ocp.CheckpointManager(workdir / "checkpoints", item_names=("state", "data"))
-    step = manager.latest_step() if step is None else step
-    if step is None:
-        raise TrainingError(f"{workdir}: no checkpoint yet")
-    state = nnx.state((model, optimizer))
-    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])  # whatever devices saved it
-    target = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), _saveable(state)
-    )
-    restored = manager.restore(
-        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target))
-    )
-    manager.close()
-    params = nnx.state(model, nnx.Param)
-    nnx.replace_by_pure_dict(params, restored["state"]["params"])
-    nnx.update(model, params)
-    return model

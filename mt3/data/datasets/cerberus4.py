@@ -1,5 +1,5 @@
-"""Cerberus4 (spec §4.6), built from a Slakh2100 release: for every track, every combination of
-exactly one piano, one guitar, one bass and one drums stem becomes a recording (the sum of the
+"""Cerberus4 (docs/mt3.md §4.6), built from a Slakh2100 release: for every track, every combination
+of exactly one piano, one guitar, one bass and one drums stem becomes a recording (the sum of the
 four stems), with MT3's fixed programs: piano 0, guitar 24, bass 32, drums. The roles follow
 mirdata's Slakh groups (piano = GM programs 0-7, guitar 24-31, bass 32-39, drums = drum stems);
 how MT3 assigned them is not documented. Tracks lacking a role are skipped."""
@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import itertools
 
-from mt3.data.datasets import RawItem
+from mt3.data.datasets import Dataset, RawItem, dataset_table
 from mt3.data.datasets.slakh import build_record, find_tracks
 from mt3.data.records import Record
 
-ROLES = (("piano", range(0, 8), 0), ("guitar", range(24, 32), 24), ("bass", range(32, 40), 32))
+ROLES = tuple(
+    (role["name"], range(role["programs"][0], role["programs"][1] + 1), role["program"])
+    for role in dataset_table("cerberus4")["roles"]
+)  # (name, stem programs, MT3 program) of piano, guitar and bass; drums are the drum stems
 
 
 def _candidates(stems: list[dict]):
@@ -36,3 +39,9 @@ def find_recordings(raw, skip_incomplete: bool = False, **_) -> list[RawItem]:
 def load_record(item: RawItem) -> Record:
     programs = [program for _, _, program in ROLES] + [0]
     return build_record(item.id, item.split, item.metadata["stems"], "cerberus4", programs)
+
+
+DATASETS = (
+    Dataset("cerberus4", "piano + guitar + bass + drums stem combinations of a Slakh2100 release",
+            find_recordings, load_record, mixtures=(("mt3", 4),), paper_split="test"),
+)  # fmt: skip

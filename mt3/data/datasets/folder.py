@@ -8,7 +8,10 @@ from __future__ import annotations
 import hashlib
 
 from mt3.data.datasets import (
+    SKIP_INCOMPLETE,
+    Dataset,
     DatasetLayoutError,
+    Option,
     RawItem,
     load_int16,
     report_missing,
@@ -54,3 +57,12 @@ def load_record(item: RawItem) -> Record:
     notes = read_midi(item.paths["midi"]).notes
     metadata = {"dataset": "folder", "split": item.split, "source": str(item.paths["audio"])}
     return Record(item.id, load_int16(item.paths["audio"]), notes, metadata)
+
+
+DATASETS = (
+    Dataset("folder", "your audio files with same-named .mid files", find_recordings, load_record,
+            options=(Option("split", "folder: train, validation, test, or auto", "train",
+                            choices=SPLITS),
+                     Option("validation_fraction", "folder with --split auto", 0.1, float),
+                     SKIP_INCOMPLETE)),
+)  # fmt: skip

@@ -1,5 +1,5 @@
-"""GuitarSet (spec §4.7): `annotation/<id>.jams` with one `note_midi` annotation per string, and
-the mono microphone recording `audio_mono-mic/<id>_mic.wav` (or the pickup mix with
+"""GuitarSet (docs/mt3.md §4.7): `annotation/<id>.jams` with one `note_midi` annotation per string,
+and the mono microphone recording `audio_mono-mic/<id>_mic.wav` (or the pickup mix with
 ``audio="mix"``). Every note is program 24 (MT3's "Clean Guitar"); fractional MIDI pitches are
 rounded; velocity is 100 (MT3 does not use it). Split as the paper: progressions 1 and 2 of every
 style train, progression 3 validation (no test split)."""
@@ -13,8 +13,12 @@ from pathlib import Path
 import numpy as np
 
 from mt3.data.datasets import (
+    SKIP_INCOMPLETE,
+    Dataset,
     DatasetLayoutError,
+    Option,
     RawItem,
+    dataset_table,
     load_int16,
     report_missing,
     require_folder,
@@ -22,8 +26,9 @@ from mt3.data.datasets import (
 from mt3.data.records import Record
 from mt3.notes import Notes
 
-GUITAR_PROGRAM = 24
-VELOCITY = 100
+TABLE = dataset_table("guitarset")
+GUITAR_PROGRAM = TABLE["program"]
+VELOCITY = TABLE["velocity"]
 AUDIO_FOLDERS = {
     "mic": ("audio_mono-mic", "_mic.wav"),
     "mix": ("audio_mono-pickup_mix", "_mix.wav"),
@@ -37,7 +42,7 @@ def split_of(excerpt_id: str) -> str:
         raise DatasetLayoutError(
             f"{excerpt_id}: not a GuitarSet excerpt id (e.g. 00_BN1-129-Eb_comp)"
         )
-    return "validation" if match.group(1) == "3" else "train"
+    return "validation" if int(match.group(1)) == TABLE["validation_progression"] else "train"
 
 
 def find_recordings(raw, audio: str = "mic", skip_incomplete: bool = False, **_):
@@ -92,3 +97,12 @@ def load_record(item: RawItem) -> Record:
     notes = read_jams_notes(item.paths["jams"])
     metadata = {"dataset": "guitarset", "split": item.split}
     return Record(item.id, load_int16(item.paths["audio"]), notes, metadata)
+
+
+DATASETS = (
+    Dataset("guitarset", "GuitarSet: annotation/*.jams with mono microphone (or pickup) audio",
+            find_recordings, load_record, splits=("train", "validation"),
+            options=(Option("audio", "GuitarSet audio: mic or mix", "mic", choices=("mic", "mix")),
+                     SKIP_INCOMPLETE),
+            mixtures=(("mt3", 1),), paper_split="validation"),
+)  # fmt: skip

@@ -1,4 +1,4 @@
-"""MAESTRO v1/v2/v3 (spec §4.4): the metadata file (json or csv) lists every performance with
+"""MAESTRO v1/v2/v3 (docs/mt3.md §4.4): the metadata file (json or csv) lists every performance with
 its split and its `.wav` / `.midi` paths relative to the release root; programs from the MIDI
 (piano, 0), sustain pedal applied."""
 
@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 from mt3.data.datasets import (
+    Dataset,
     DatasetLayoutError,
     RawItem,
     load_int16,
@@ -62,3 +63,9 @@ def load_record(item: RawItem) -> Record:
     notes = read_midi(item.paths["midi"]).notes
     metadata = {"dataset": "maestro", "split": item.split, **item.metadata}
     return Record(item.id, load_int16(item.paths["audio"]), notes, metadata)
+
+
+DATASETS = (
+    Dataset("maestro", "MAESTRO v1/v2/v3 piano (json or csv metadata)", find_recordings,
+            load_record, mixtures=(("mt3", 0), ("ismir2021", 0)), paper_split="test"),
+)  # fmt: skip

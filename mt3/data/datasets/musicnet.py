@@ -1,4 +1,4 @@
-"""MusicNet (spec §4.9): `{train,test}_data/<id>.wav` with `{train,test}_labels/<id>.csv`.
+"""MusicNet (docs/mt3.md §4.9): `{train,test}_data/<id>.wav` with `{train,test}_labels/<id>.csv`.
 
 Label rows are `start_time,end_time,instrument,note,...` with times in samples at 44.1 kHz and
 1-based GM instruments (violin = 41 -> program 40). There is no velocity (100 is used). MT3's own
@@ -18,8 +18,12 @@ from pathlib import Path
 import numpy as np
 
 from mt3.data.datasets import (
+    SKIP_INCOMPLETE,
+    Dataset,
     DatasetLayoutError,
+    Option,
     RawItem,
+    dataset_table,
     load_int16,
     report_missing,
     require_folder,
@@ -27,14 +31,11 @@ from mt3.data.datasets import (
 from mt3.data.records import Record
 from mt3.notes import Notes, read_midi
 
-LABEL_SAMPLE_RATE = 44100
-VELOCITY = 100
-VALIDATION_IDS = frozenset(
-    "2336 2466 2160 1818 1733 1765 2198 2300 2308 2477 2611 2289 1790 2315 2504".split()
-)
-TEST_IDS = frozenset(
-    "2118 2501 1813 1729 1893 2296 1776 2487 2537 2186 2431 2432 2497 2621 2507".split()
-)
+TABLE = dataset_table("musicnet")
+LABEL_SAMPLE_RATE = TABLE["label_sample_rate"]
+VELOCITY = TABLE["velocity"]
+VALIDATION_IDS = frozenset(TABLE["validation"])
+TEST_IDS = frozenset(TABLE["test"])
 
 
 def mt3_split(recording_id: str) -> str:
@@ -97,3 +98,14 @@ def load_record(item: RawItem) -> Record:
     notes = read_midi(labels).notes if labels.suffix == ".mid" else read_label_csv(labels)
     metadata = {"dataset": "musicnet", "split": item.split, "labels": labels.suffix[1:]}
     return Record(item.id, load_int16(item.paths["audio"]), notes, metadata)
+
+
+DATASETS = (
+    Dataset("musicnet", "MusicNet: csv labels, or MusicNetEM MIDI (--labels em --em-dir DIR)",
+            find_recordings, load_record,
+            options=(Option("labels", "MusicNet labels: csv, or MusicNetEM MIDI", "csv",
+                            choices=("csv", "em")),
+                     Option("em_dir", "MusicNet: the unpacked musicnet_em folder"),
+                     SKIP_INCOMPLETE),
+            mixtures=(("mt3", 3),), paper_split="test"),
+)  # fmt: skip

@@ -1,4 +1,4 @@
-"""Slakh2100 (spec §4.5): `<root>/<split>/TrackXXXXX/` (orig, split2 or redux; `omitted/` is
+"""Slakh2100 (docs/mt3.md §4.5): `<root>/<split>/TrackXXXXX/` (orig, split2 or redux; `omitted/` is
 skipped) or a flat `<root>/TrackXXXXX/` (BabySlakh, split by track number as Slakh2100-orig:
 1-1500 train, 1501-1875 validation, 1876-2100 test). Each track has `metadata.yaml`,
 `MIDI/Sxx.mid`, `stems/Sxx.flac|wav` and `mix.flac|wav`.
@@ -8,8 +8,8 @@ is used when both its audio and its MIDI file exist; one that metadata.yaml mark
 saved but whose file is missing is an error; unrendered stems (`audio_rendered: false`, e.g.
 sound effects) are left out, with their notes.
 Programs: drums are `is_drum`; every other stem gets the program of its Slakh instrument class
-(MT3's table, spec §4.5). MT3 derived that class from data it did not publish; here it comes from
-the stem's 0-based `program_num` by General MIDI sub-family (e.g. 30 Distortion Guitar ->
+(MT3's table, docs/mt3.md §4.5). MT3 derived that class from data it did not publish; here it comes
+from the stem's 0-based `program_num` by General MIDI sub-family (e.g. 30 Distortion Guitar ->
 Distorted Electric Guitar 29, 1 Bright Piano -> Acoustic Piano 0); programs outside the 34 classes
 (96-127) are kept as they are. Overlapping notes of the same pitch and program are trimmed in the
 train split only, as MT3 does.
@@ -23,8 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from mt3.data.datasets import (
+    Dataset,
     DatasetLayoutError,
     RawItem,
+    dataset_table,
     load_int16,
     report_missing,
     require_folder,
@@ -37,18 +39,15 @@ AUDIO_SUFFIXES = (".flac", ".wav")
 _TRACK = re.compile(r"^Track(\d{5})$")
 
 
+TABLE = dataset_table("slakh")
+
+
 def _class_program_table() -> np.ndarray:
     """0-based GM program -> program of its Slakh instrument class (MT3's table)."""
     table = np.arange(128)
-    ranges = {
-        (0, 3): 0, (4, 7): 4, (8, 15): 8, (16, 23): 16, (24, 25): 24, (26, 28): 26,
-        (29, 31): 29, (32, 32): 32, (33, 39): 33, (44, 45): 48, (48, 49): 48, (50, 51): 50,
-        (52, 54): 52, (59, 59): 56, (61, 63): 61, (64, 65): 64, (72, 79): 73, (80, 87): 80,
-        (88, 95): 88,
-    }  # fmt: skip
-    for (low, high), program in ranges.items():
+    for low, high, program in TABLE["class_programs"]:
         table[low : high + 1] = program
-    return table  # 40-43, 46, 47, 55-58, 60, 66-71 are their own classes
+    return table
 
 
 CLASS_PROGRAM = _class_program_table()
@@ -56,7 +55,9 @@ CLASS_PROGRAM = _class_program_table()
 
 def track_split(number: int) -> str:
     """Slakh2100-orig's split of a track number."""
-    return "train" if number <= 1500 else "validation" if number <= 1875 else "test"
+    if number <= TABLE["train_last"]:
+        return "train"
+    return "validation" if number <= TABLE["validation_last"] else "test"
 
 
 def _find_track_folders(raw: Path) -> list[tuple[Path, str]]:
@@ -184,3 +185,9 @@ def build_record(record_id, split, stems, dataset, programs=None) -> Record:
 
 def load_record(item: RawItem) -> Record:
     return build_record(item.id, item.split, item.metadata["stems"], "slakh")
+
+
+DATASETS = (
+    Dataset("slakh", "Slakh2100 orig, redux or BabySlakh, flac or wav (stems kept for sub-mixes)",
+            find_recordings, load_record, mixtures=(("mt3", 5),), paper_split="test"),
+)  # fmt: skip

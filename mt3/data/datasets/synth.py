@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from mt3.data.datasets import DatasetLayoutError, RawItem
+from mt3.audio import SAMPLE_RATE
+from mt3.data.datasets import Dataset, DatasetLayoutError, Option, RawItem
 from mt3.data.records import Record, audio_to_int16
 from mt3.data.synth import CHORALE_COUNT, KINDS, generate_piece
 
-SAMPLE_RATE = 16000
 PEAK = 0.9
 
 
@@ -51,3 +51,20 @@ def load_record(item: RawItem) -> Record:
         "soundfont": soundfont.name, **item.metadata,
     }  # fmt: skip
     return Record(item.id, audio_to_int16(audio), notes, metadata)
+
+
+OPTIONS = (
+    Option("count", "synth-*: pieces to generate", 100, int),
+    Option("seconds", "synth-*: piece length", 30.0, float),
+    Option("seed", "synth-*: generator seed", 0, int),
+)
+SUMMARIES = {
+    "piano": "generated piano pieces", "ensemble": "generated chamber ensembles",
+    "band": "generated bands with drums", "chorales": "music21's 371 Bach chorales",
+}  # fmt: skip
+DATASETS = tuple(
+    Dataset(f"synth-{kind}", f"{SUMMARIES[kind]}, rendered with a GM soundfont (no --raw)",
+            find_recordings, load_record, options=OPTIONS, fixed={"kind": kind},
+            needs_raw=False, mixtures=(("synth", position),))
+    for position, kind in enumerate(KINDS)
+)  # fmt: skip

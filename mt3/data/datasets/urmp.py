@@ -1,4 +1,4 @@
-"""URMP (spec §4.8): one folder per piece, `<NN>_<Title>_<code1>_<code2>...`, holding the mix
+"""URMP (docs/mt3.md §4.8): one folder per piece, `<NN>_<Title>_<code1>_<code2>...`, holding the mix
 `AuMix_<folder>.wav` and per part `Notes_<k>_<code>_<NN>_<Title>.txt` (onset s, pitch Hz,
 duration s). Programs from the instrument code (MT3's table; every `sax` -> 64); the part's code
 is read from the folder name, which also fixes the mislabelled third part of 15_Surprise. Pieces
@@ -12,8 +12,10 @@ from pathlib import Path
 import numpy as np
 
 from mt3.data.datasets import (
+    Dataset,
     DatasetLayoutError,
     RawItem,
+    dataset_table,
     load_int16,
     report_missing,
     require_folder,
@@ -21,10 +23,10 @@ from mt3.data.datasets import (
 from mt3.data.records import Record
 from mt3.notes import Notes
 
-PROGRAMS = {"vn": 40, "va": 41, "vc": 42, "db": 43, "tpt": 56, "tbn": 57, "tba": 58, "hn": 60,
-            "sax": 64, "ob": 68, "bn": 70, "cl": 71, "fl": 73}  # fmt: skip
-VALIDATION_PIECES = frozenset({1, 2, 12, 13, 24, 25, 31, 38, 39})
-VELOCITY = 100
+TABLE = dataset_table("urmp")
+PROGRAMS = TABLE["programs"]
+VALIDATION_PIECES = frozenset(TABLE["validation_pieces"])
+VELOCITY = TABLE["velocity"]
 _FOLDER = re.compile(r"^(\d\d)_([^_]+)_((?:[a-z]+_?)+)$")
 
 
@@ -87,3 +89,10 @@ def load_record(item: RawItem) -> Record:
     parts = [read_part(p, q) for p, q in zip(item.paths["parts"], item.metadata["programs"])]
     metadata = {"dataset": "urmp", "split": item.split, **item.metadata}
     return Record(item.id, load_int16(item.paths["audio"]), concatenate(parts).sorted(), metadata)
+
+
+DATASETS = (
+    Dataset("urmp", "URMP: piece folders with AuMix and Notes_*.txt", find_recordings,
+            load_record, splits=("train", "validation"), mixtures=(("mt3", 2),),
+            paper_split="validation"),
+)  # fmt: skip
