@@ -17,6 +17,7 @@ This module is NumPy only, so token and scoring code can use its constants witho
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -93,19 +94,33 @@ def _open(path: Path):
     if path.stat().st_size == 0:
         raise AudioError(f"{path}: file is empty (0 bytes)")
     try:
-        return soundfile.SoundFile(str(path))
+        opened = soundfile.SoundFile(str(path))
     except Exception as error:  # libsndfile reports corrupt and unknown formats alike
         reason = str(error).split(":")[-1].strip().rstrip(".") or type(error).__name__
         raise AudioError(
             f"{path}: cannot decode audio ({reason}); use wav, flac, ogg or mp3, "
             "or convert the file with ffmpeg"
         ) from None
+    # libsndfile shortens a WAV/AIFF whose data chunk runs past the end of the file, and notes
+    # it only in its log ("data : 320000 (should be 159978)"): a truncated copy.
+    # A streamed WAV (ffmpeg to a pipe) announces 0 or 0xFFFFFFFF bytes: unknown, not truncated.
+    cut = re.search(r"\bdata\s*:\s*(\d+)\s*\(should be (\d+)\)", opened.extra_info)
+    if cut and 0 < int(cut.group(2)) < int(cut.group(1)) < 0xFFFFFF00:
+        opened.close()
+        raise AudioError(
+            f"{path}: truncated: the header announces {int(cut.group(1))} bytes of audio, the "
+            f"file holds {int(cut.group(2))}; copy the file again"
+        )
+    return opened
 
 
 def audio_info(path: str | os.PathLike) -> tuple[int, float]:
-    """(native sample rate, duration in seconds) without decoding the samples."""
+    """(native sample rate, duration in seconds) without decoding the samples; a file with no
+    samples is an AudioError (found before any work)."""
     path = Path(path)
     with _open(path) as f:
+        if f.frames == 0:
+            raise AudioError(f"{path}: contains no audio samples")
         return f.samplerate, f.frames / f.samplerate
 
 
@@ -145,12 +160,19 @@ def stream_audio(
                 native_rate, sample_rate, 1, dtype="float32", quality="VHQ"
             )
         block = max(1, int(block_seconds * native_rate))
+        frames_read = 0
         while True:
             try:
                 data = f.read(block, dtype="float32", always_2d=True)
             except Exception as error:
                 raise AudioError(f"{path}: audio data is corrupt ({error})") from None
             last = data.shape[0] < block
+            frames_read += data.shape[0]
+            if last and frames_read < f.frames:
+                raise AudioError(
+                    f"{path}: truncated: {f.frames / native_rate:.2f} s announced, "
+                    f"{frames_read / native_rate:.2f} s readable; copy the file again"
+                )
             mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
             if not np.all(np.isfinite(mono)):
                 raise AudioError(f"{path}: audio contains NaN or infinite samples")

@@ -58,6 +58,23 @@ def _check(problems: list[str], owner: str) -> None:
         raise ConfigError(f"{owner}: " + "; ".join(problems))
 
 
+_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
+
+
+def _check_types(config, owner: str) -> None:
+    """Every field of a plain type holds a value of that type (``steps = 10.5`` or
+    ``steps = 'many'`` is a one-line error naming the field, before any range check)."""
+    problems = []
+    for field in dataclasses.fields(config):
+        kinds = _TYPES.get(field.type)
+        value = getattr(config, field.name)
+        if kinds and (
+            not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds)
+        ):
+            problems.append(f"{field.name} must be {field.type}, got {value!r}")
+    _check(problems, owner)
+
+
 @gin.configurable
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
@@ -88,6 +105,7 @@ class ModelConfig:
     matmul_precision: str = "highest"
 
     def __post_init__(self):
+        _check_types(self, f"model config {self.name!r}")
         problems = []
         if self.vocab_size < vocabulary(self.vocab).base_size:
             problems.append(f"vocab_size {self.vocab_size} is smaller than the {self.vocab} codec")
@@ -181,6 +199,7 @@ class DataConfig:
     target_length: int = 0
 
     def __post_init__(self):
+        _check_types(self, "DataConfig")
         problems = []
         if not self.temperature > 0:
             problems.append(f"temperature must be positive, got {self.temperature}")
@@ -246,6 +265,7 @@ class TrainConfig:
     eval_limit: int = 4
 
     def __post_init__(self):
+        _check_types(self, "TrainConfig")
         problems = []
         for name in ("steps", "batch_size", "log_every_steps", "checkpoint_every_steps",
                      "keep_checkpoints", "mesh_model", "eval_limit"):  # fmt: skip

@@ -140,13 +140,17 @@ def run_demo(workdir, data_root=None, gin_files=(), gin_params=()) -> dict:
     start = stage("data", began)
     steps = config.train.steps
     print(f"[demo] training {config.model.name} for {steps} steps in {workdir}", flush=True)
-    train(config, workdir)
+    trained = train(config, workdir)
+    if "stopped_by" in trained:  # stopped by a signal: run the demo again to resume
+        raise SystemExit(128 + trained["stopped_by"])
     start = stage("train", start)
     model = load_model(workdir)
     scores = {}
     for folder in folders:
         name = folder.name
-        mean, _ = evaluate(model, folder, "validation", out_dir=workdir / "eval" / name)
+        mean, _ = evaluate(
+            model, folder, "validation", out_dir=workdir / "eval" / name, overwrite=True
+        )  # the demo's own outputs: a rerun replaces them
         scores[name] = mean
         print(f"[demo] {name} validation:\n{format_table(mean)}", flush=True)
     start = stage("evaluate", start)

@@ -8,12 +8,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from mt3.atomic import atomic_write_text
+from mt3.atomic import atomic_write_text, check_outputs
 from mt3.data.pipeline import SplitSource
 from mt3.data.records import MANIFEST_FILE
+from mt3.errors import UsageError
 from mt3.infer import TranscribeOptions, Transcriber
 from mt3.metrics import HEADLINE_METRICS, mean_scores, score
-from mt3.outputs import write_outputs
+from mt3.outputs import output_paths, write_outputs
 
 
 def evaluate(
@@ -26,12 +27,21 @@ def evaluate(
     formats=(),
     limit: int | None = None,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> tuple[dict, dict]:
     """(mean scores, {recording id: scores}); with ``out_dir``, writes scores.json (and the
-    transcriptions in ``formats``, with the reference under the piano roll)."""
+    transcriptions in ``formats``, with the reference under the piano roll). Existing outputs
+    are an error before any work unless ``overwrite``."""
     source = SplitSource(data_dir, split)
-    transcriber = Transcriber(model, options or TranscribeOptions())
     count = len(source) if limit is None else min(limit, len(source))
+    if limit is not None and limit < 1:
+        raise UsageError(f"the recording limit must be at least 1, got {limit}")
+    if out_dir is not None:
+        planned = [Path(out_dir) / "scores.json"]
+        for record_id in source.ids[:count]:
+            planned += output_paths(Path(out_dir) / record_id, formats)
+        check_outputs(planned, overwrite=overwrite)
+    transcriber = Transcriber(model, options or TranscribeOptions())
     per_recording = {}
     for index in tqdm(range(count), desc=f"evaluate {source.name}", disable=not progress):
         record = source[index]

@@ -21,6 +21,7 @@ import numpy as np
 from flax import nnx
 from tqdm import tqdm
 
+from mt3.atomic import check_outputs
 from mt3.audio import (
     FRAMES_PER_SECOND,
     HOP_SAMPLES,
@@ -35,7 +36,7 @@ from mt3.model.decoding import PHASE_LENGTH, DecodeOptions, decode, instrument_l
 from mt3.model.store import load_model
 from mt3.model.t5 import Transformer
 from mt3.notes import Notes
-from mt3.outputs import write_outputs
+from mt3.outputs import output_paths, write_outputs
 from mt3.spectrogram import log_mel
 from mt3.vocab import EOS_ID, parse_instruments, vocabulary
 
@@ -171,10 +172,17 @@ class Transcriber:
             unit="s",
         )
         segments = []
-        for frame, ids in self.segment_ids(iter_segments(chunks, self.config.segment_frames), bar):
-            segments.append((frame / FRAMES_PER_SECOND, ids))
-        bar.n = bar.total
-        bar.close()
+        try:
+            for frame, ids in self.segment_ids(
+                iter_segments(chunks, self.config.segment_frames), bar
+            ):
+                segments.append((frame / FRAMES_PER_SECOND, ids))
+        except BaseException:
+            bar.leave = False  # clear the bar so that the error stands on its own line
+            raise
+        finally:
+            bar.n = bar.total if bar.leave else bar.n
+            bar.close()
         result = segment_tokens_to_notes(segments, self.config.vocab)
         return Transcription(
             result.notes, segments, result.invalid_events, result.dropped_events, seconds
@@ -216,6 +224,14 @@ def check_variant(config, expected: str | None, checkpoint) -> None:
         )
 
 
+def token_dump_path(dump_tokens: str | os.PathLike, audio, count: int) -> Path:
+    """``--dump-tokens F.json``: F.json for one input, F.<audio stem>.json for several."""
+    target = Path(dump_tokens)
+    if count > 1:
+        target = target.with_name(f"{target.stem}.{Path(audio).stem}{target.suffix}")
+    return target
+
+
 def transcribe_files(
     paths,
     bases,
@@ -226,10 +242,15 @@ def transcribe_files(
     variant: str | None = None,
     dump_tokens: str | None = None,
     reference: str | None = None,
+    overwrite: bool = False,
+    skip_existing: bool = False,
 ):
-    """Transcribe files with one compiled model; yields (path, written paths, Transcription).
+    """Transcribe files with one compiled model; yields (path, written paths, Transcription),
+    or (path, existing paths, None) for a file skipped because its outputs exist.
 
-    Every input is checked (readable audio) before the model is loaded, so a typo fails fast.
+    Before the model is loaded, every input is checked (readable audio, a readable reference)
+    and every output: none may be an input, and existing ones need ``overwrite`` (replace) or
+    ``skip_existing`` (keep them, transcribe the other files).
     """
     from mt3.notes import read_midi
 
@@ -238,21 +259,30 @@ def transcribe_files(
             "no --checkpoint given: convert Magenta's released weights with "
             "`mt3 convert-checkpoint`, or train one with `mt3 train`"
         )
+    planned = []
+    for path, base in zip(paths, bases):
+        outputs = output_paths(base, formats)
+        if dump_tokens:
+            outputs.append(token_dump_path(dump_tokens, path, len(paths)))
+        planned.append(outputs)
+    inputs = [*paths, *([reference] if reference else [])]
+    existing = check_outputs([p for outs in planned for p in outs], inputs,
+                             overwrite=overwrite, skip_existing=skip_existing)  # fmt: skip
     for path in paths:
         audio_info(path)
     reference_notes = read_midi(reference).notes if reference else None
     model = load_model(checkpoint)
     check_variant(model.config, variant, checkpoint)
     transcriber = Transcriber(model, options)
-    for path, base in zip(paths, bases):
+    for path, base, outputs in zip(paths, bases, planned):
+        if existing and all(p in existing for p in outputs):
+            yield path, outputs, None
+            continue
         result = transcriber.transcribe(path, progress=True)
         written = write_outputs(
             result, base, formats, reference=reference_notes, title=Path(path).name
         )
         if dump_tokens:
-            target = Path(dump_tokens)
-            if len(paths) > 1:
-                target = target.with_name(f"{target.stem}.{Path(path).stem}{target.suffix}")
-            write_token_dump(result, target)
-            written.append(target)
+            write_token_dump(result, outputs[-1])
+            written.append(outputs[-1])
         yield path, written, result

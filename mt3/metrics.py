@@ -274,8 +274,10 @@ class ScoreInputError(Mt3Error, ValueError):
 def pair_files(ref_path, est_path) -> list[tuple[str, object, object]]:
     """(name, reference path, estimate path) pairs: two files, or two folders matched by file stem.
 
-    Files in a folder count when they end in .mid, .midi or .json; a reference without an estimate
-    (or the reverse) is an error naming the file, so a typo never silently drops a recording.
+    Files in a folder count when they end in .mid, .midi or .json; when a recording has both a
+    MIDI and a JSON file (`mt3 transcribe --format midi,json`), the MIDI file is scored. A
+    reference without an estimate (or the reverse) is an error naming the file, so a typo never
+    silently drops a recording.
     """
     from pathlib import Path
 
@@ -291,9 +293,13 @@ def pair_files(ref_path, est_path) -> list[tuple[str, object, object]]:
     def index(folder):
         files = {}
         for path in sorted(folder.iterdir()):
-            if path.suffix.lower() in NOTE_FILE_SUFFIXES:
-                if path.stem in files:
-                    raise ScoreInputError(f"{folder}: two files are named {path.stem}.*")
+            suffix = path.suffix.lower()
+            if suffix not in NOTE_FILE_SUFFIXES:
+                continue
+            other = files.get(path.stem)
+            if other is not None and (suffix == ".json") == (other.suffix.lower() == ".json"):
+                raise ScoreInputError(f"{folder}: two MIDI files are named {path.stem}.*")
+            if other is None or other.suffix.lower() == ".json":  # MIDI wins over JSON
                 files[path.stem] = path
         return files
 

@@ -32,6 +32,9 @@ SUSTAIN_THRESHOLD = 64  # CC64 values >= this hold the pedal down.
 DRUM_CHANNEL = 9  # 0-based; "channel 10" in MIDI documentation.
 MIDI_TICKS_PER_QUARTER = 480
 MIDI_TEMPO_BPM = 120.0
+# The longest music any command takes: notes ending later, or longer --duration values, are
+# refused before anything is allocated (a 52-byte MIDI could otherwise ask for terabytes).
+MAX_SECONDS = 24 * 3600.0
 
 
 class MidiError(Mt3Error, ValueError):
@@ -155,6 +158,8 @@ class Notes:
             problems.append("negative start times")
         if np.any(self.end < self.start):
             problems.append("notes ending before they start")
+        if len(self) and np.nanmax(self.end) > MAX_SECONDS:
+            problems.append(f"a note ends at {np.nanmax(self.end):.6g} s, beyond 24 hours")
         for field, high in (("pitch", 127), ("program", 127), ("velocity", 127)):
             values = getattr(self, field)
             if np.any((values < 0) | (values > high)):
@@ -197,8 +202,7 @@ def read_midi(path: str | os.PathLike, *, sustain: bool = True) -> MidiNotes:
     Args:
       path: a .mid/.midi file.
       sustain: apply CC64 sustain pedal the way MT3 does (docs/mt3.md §2.5). Pass False for
-      estimates,
-        which carry no pedal.
+        estimates, which carry no pedal.
     """
     import pretty_midi  # Imported here: it is slow to import and not every command needs it.
 
@@ -209,6 +213,8 @@ def read_midi(path: str | os.PathLike, *, sustain: bool = True) -> MidiNotes:
         midi = pretty_midi.PrettyMIDI(str(path))
     except Exception as error:  # pretty_midi/mido raise many types for malformed files.
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if "empty sequence" in reason:  # pretty_midi's max() over no tracks
+            reason = "it has no tracks"
         raise MidiError(
             f"{path}: not a readable MIDI file ({reason}); check that it is a Standard MIDI File"
         ) from None
@@ -231,6 +237,10 @@ def read_midi(path: str | os.PathLike, *, sustain: bool = True) -> MidiNotes:
                 pedal_down.append(change.value >= SUSTAIN_THRESHOLD)
                 pedal_instrument.append(index)
     notes = Notes(**{f: np.array(columns[f], dtype=_DTYPES[f]) for f in _FIELDS})
+    try:
+        notes.validate()
+    except NotesError as error:
+        raise MidiError(f"{path}: {error}") from None
     end_time = notes.end_time
     if sustain:
         notes, end_time = apply_sustain(
@@ -240,6 +250,8 @@ def read_midi(path: str | os.PathLike, *, sustain: bool = True) -> MidiNotes:
             np.array(pedal_down, dtype=bool),
             np.array(pedal_instrument, dtype=np.int64),
         )
+    if end_time > MAX_SECONDS:
+        raise MidiError(f"{path}: the music ends at {end_time:.6g} s, beyond 24 hours")
     return MidiNotes(notes, end_time)
 
 

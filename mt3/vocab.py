@@ -236,6 +236,8 @@ def parse_instruments(spec: str) -> tuple[frozenset[int], bool]:
         elif item.replace("-", "").isdigit() and item.count("-") <= 1:
             low, _, high = item.partition("-")
             low, high = int(low), int(high or low)
+            if low > high:
+                raise VocabError(f"program range {item!r} is reversed; write {high}-{low}")
             if not 0 <= low <= high <= 127:
                 raise VocabError(f"program range {item!r} outside 0..127")
             programs.update(range(low, high + 1))

@@ -74,6 +74,20 @@ def slakh_tree(tmp_path, samples):
     return tree
 
 
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """A model folder of the tiny variant with random weights (seed 0)."""
+    from flax import nnx
+
+    from mt3.config import get_variant
+    from mt3.model.store import save_model
+    from mt3.model.t5 import Transformer
+
+    path = tmp_path_factory.mktemp("ckpt") / "tiny"
+    save_model(Transformer(get_variant("tiny"), rngs=nnx.Rngs(0)), path)
+    return path
+
+
 @pytest.fixture
 def run_cli(capsys):
     """Run the mt3 console script in-process; returns (exit status, stdout, stderr)."""

@@ -16,6 +16,11 @@ def command_parser(subparsers, name: str, summary: str, doc: str, epilog: str):
     )
 
 
+def add_overwrite(parser) -> None:
+    """``--overwrite``: outputs that exist are an error unless this is given."""
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+
+
 def add_variant(parser, *aliases: str, default: str | None = "mt3", help: str = "") -> None:
     """``--variant NAME`` (mt3, ismir2021, base, tiny): every command names the model variant,
     and with it the vocabulary and segment length, with this flag. ``aliases`` are the flag's

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mt3.cli import add_variant, command_parser
+from mt3.cli import add_overwrite, add_variant, command_parser
 from mt3.outputs import formats_help
 
 EPILOG = """\
@@ -32,10 +32,12 @@ def register(subparsers) -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--limit", type=int, help="only the first N recordings")
     parser.add_argument("--all", action="store_true", help="print every metric")
+    add_overwrite(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> None:
+    from mt3.data.pipeline import SplitSource
     from mt3.errors import UsageError
     from mt3.evaluate import evaluate, format_table, paper_table
     from mt3.infer import TranscribeOptions, check_variant
@@ -46,6 +48,8 @@ def run(args: argparse.Namespace) -> None:
     if not (args.data or args.paper_table):
         raise UsageError("give --data DIR (a prepared dataset) or --paper-table DATA_ROOT")
     options = TranscribeOptions(batch_size=args.batch_size)
+    if args.data:
+        SplitSource(args.data, args.split or "validation")  # a missing split fails before work
     model = load_model(args.checkpoint)
     check_variant(model.config, args.variant, args.checkpoint)
     if args.paper_table:
@@ -57,7 +61,7 @@ def run(args: argparse.Namespace) -> None:
         return
     mean, per_recording = evaluate(
         model, args.data, args.split or "validation", options=options,
-        out_dir=args.out, formats=formats, limit=args.limit,
+        out_dir=args.out, formats=formats, limit=args.limit, overwrite=args.overwrite,
     )  # fmt: skip
     print(f"{len(per_recording)} recordings of {args.data} ({args.split or 'validation'}); means:")
     print(format_table(mean, list(mean)) if args.all else format_table(mean))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mt3.cli import add_variant, command_parser
+from mt3.cli import add_overwrite, add_variant, command_parser
 
 EPILOG = """\
 examples:
@@ -26,13 +26,14 @@ def register(subparsers) -> None:
     add_variant(parser, "--config", help="whose segment length")
     parser.add_argument("--out", required=True, help="output .npz file")
     parser.add_argument("--batch-size", type=int, default=64, help="segments per device call")
+    add_overwrite(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> None:
     import numpy as np
 
-    from mt3.atomic import atomic_path
+    from mt3.atomic import atomic_path, check_outputs
     from mt3.audio import SAMPLE_RATE, load_audio
     from mt3.config import get_variant
     from mt3.errors import UsageError
@@ -40,6 +41,7 @@ def run(args: argparse.Namespace) -> None:
 
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
+    check_outputs([args.out], [args.audio], overwrite=args.overwrite)
     samples = load_audio(args.audio)
     inputs, start_times, valid = audio_to_features(
         samples, get_variant(args.variant).segment_frames, batch_size=args.batch_size,

@@ -47,9 +47,9 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except (Mt3Error, OSError) as error:  # expected failures: one line, exit status 2
-        message = (
-            str(error) if not isinstance(error, OSError) else f"{error.filename}: {error.strerror}"
-        )
+        message = str(error)
+        if not isinstance(error, Mt3Error) and error.filename:  # an OSError: name the file
+            message = f"{error.filename}: {error.strerror}"
         print(f"mt3 {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mt3.cli import command_parser
+from mt3.cli import add_overwrite, command_parser
 
 EPILOG = """\
 examples:
@@ -20,7 +20,9 @@ datasets:
 {datasets}
 
 The raw layout is checked first and every missing file is named. Shards are written atomically;
-run the same command again to resume.
+run the same command again to resume. A folder prepared from other inputs or options is an error
+(--overwrite rebuilds it); the manifest lists the shards and a fingerprint of what they were
+built from.
 """
 
 
@@ -35,6 +37,7 @@ def register(subparsers) -> None:
     parser.add_argument("--raw", help="the unpacked release (or your folder); not for synth-*")
     parser.add_argument("--out", required=True, help="output folder for the shards and manifest")
     parser.add_argument("--workers", type=int, help="parallel processes (default: all cores)")
+    add_overwrite(parser)
     options = {o.flag: o for d in datasets.values() for o in d.options}  # shared flags once
     for flag, option in options.items():
         if option.type is bool:
@@ -51,6 +54,8 @@ def run(args: argparse.Namespace) -> None:
     from mt3.errors import UsageError
 
     dataset = get_dataset(args.dataset)
+    if args.workers is not None and args.workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {args.workers}")
     if args.raw is None and dataset.needs_raw:
         raise UsageError(f"{dataset.name} needs --raw, the folder of the raw release")
     taken = {o.name for o in dataset.options}
@@ -61,7 +66,8 @@ def run(args: argparse.Namespace) -> None:
         o.name: o.default if getattr(args, o.name) is None else getattr(args, o.name)
         for o in dataset.options
     }
-    manifest = prepare(dataset.name, args.raw, args.out, workers=args.workers, **options)
+    manifest = prepare(dataset.name, args.raw, args.out, workers=args.workers,
+                       overwrite=args.overwrite, **options)  # fmt: skip
     for split, entry in manifest["splits"].items():
         print(
             f"{split}: {entry['recordings']} recordings, {entry['hours']:.2f} h, "

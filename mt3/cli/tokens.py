@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from mt3.cli import add_variant, command_parser
+from mt3.cli import add_overwrite, add_variant, command_parser
 
 EPILOG = """\
 examples:
@@ -29,23 +29,29 @@ def register(subparsers) -> None:
     parser.add_argument("--duration", type=float, help="audio length in seconds")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a listing")
     parser.add_argument("-o", "--out", help="write the JSON to this file instead of stdout")
+    add_overwrite(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> None:
-    from mt3.atomic import atomic_write_text
+    from mt3.atomic import atomic_write_text, check_outputs
     from mt3.audio import SAMPLE_RATE
     from mt3.config import get_variant
     from mt3.errors import UsageError
     from mt3.events import notes_to_segment_tokens
-    from mt3.notes import read_midi
+    from mt3.notes import MAX_SECONDS, read_midi
     from mt3.vocab import vocabulary
 
     variant = get_variant(args.variant)
+    if args.out:
+        check_outputs([args.out], [args.midi], overwrite=args.overwrite)
     midi = read_midi(args.midi)
     duration = midi.end_time if args.duration is None else args.duration
-    if not duration >= 0:
-        raise UsageError(f"--duration must be a non-negative number of seconds, got {duration}")
+    if not 0 <= duration <= MAX_SECONDS:
+        raise UsageError(
+            f"--duration must be a non-negative number of seconds, at most {MAX_SECONDS:.0f} "
+            f"(24 h); got {duration}"
+        )
     segments = notes_to_segment_tokens(
         midi.notes,
         variant.vocab,

@@ -46,6 +46,8 @@ def run(args: argparse.Namespace) -> None:
 
         jax.distributed.initialize()
     last = train(config, args.workdir)
+    if "stopped_by" in last:  # preempted: not done; schedulers see 128 + the signal number
+        raise SystemExit(128 + last["stopped_by"])
     if last:
         print(f"{args.workdir}: done at step {last['step']}")
     if args.plot:

@@ -19,8 +19,10 @@ examples:
 
 Any length of audio works: files are read in blocks and cut into 2.048 s segments (4.096 s for
 ismir2021) that are decoded in batches. Output files are named after each input; -o is a folder, or
-with one input a .mid path. --format wav renders the transcription with a General MIDI soundfont so
-you can listen to it beside the original. --dump-tokens writes the raw decoded ids per segment.
+with one input a .mid path. An output never replaces an input; existing outputs are an error
+unless --overwrite (replace them) or --skip-existing (resume a folder job). --format wav renders
+the transcription with a General MIDI soundfont so you can listen to it beside the original.
+--dump-tokens writes the raw decoded ids per segment.
 """
 
 
@@ -45,6 +47,9 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--instruments", help="allowed instruments, e.g. piano,bass,drums or 0,33")
     parser.add_argument("--reference", help="reference MIDI drawn under the piano roll")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    parser.add_argument("--skip-existing", action="store_true",
+                        help="keep existing outputs; transcribe only the other files")  # fmt: skip
     parser.set_defaults(run=run)
 
 
@@ -63,7 +68,11 @@ def run(args: argparse.Namespace) -> None:
     for audio, written, result in transcribe_files(
         args.audio, bases, args.checkpoint, options, formats,
         variant=args.variant, dump_tokens=args.dump_tokens, reference=args.reference,
+        overwrite=args.overwrite, skip_existing=args.skip_existing,
     ):  # fmt: skip
+        if result is None:
+            print(f"{audio}: skipped, its outputs exist ({', '.join(map(str, written))})")
+            continue
         print(
             f"{audio}: {len(result.notes)} notes, {result.duration_seconds:.1f} s -> "
             + ", ".join(str(Path(p)) for p in written)

@@ -28,7 +28,7 @@ import numpy as np
 from mt3.audio import HOP_SAMPLES, num_frames
 from mt3.config import MIXTURE_TEMPERATURE, DataConfig, ModelConfig
 from mt3.data.datasets import mixtures
-from mt3.data.records import MANIFEST_FILE, Record, decode_record, shard_paths
+from mt3.data.records import MANIFEST_FILE, Record, decode_record
 from mt3.errors import Mt3Error
 from mt3.events import TokenEncoder
 from mt3.vocab import EOS_ID
@@ -61,9 +61,12 @@ class SplitSource:
                 f"{folder}: no {split!r} split (has {', '.join(manifest['splits'])})"
             )
         entry = manifest["splits"][split]
-        paths = shard_paths(folder / split)
-        if len(paths) != len(entry["shards"]):
-            raise PipelineError(f"{folder / split}: shards missing; re-run `mt3 prepare`")
+        paths = [folder / shard for shard in entry["shards"]]  # the manifest's, no other file
+        missing = [p for p in paths if not p.is_file()]
+        if missing:
+            raise PipelineError(
+                f"{missing[0]}: a shard of the manifest is missing; re-run `mt3 prepare`"
+            )
         self.folder, self.dataset, self.split = folder, manifest["dataset"], split
         self.name = f"{folder.name}/{split}"
         self.ids = [record_id for record_id, _ in entry["records"]]

@@ -96,16 +96,21 @@ def write_shard(path: str | os.PathLike, records) -> int:
     from array_record.python.array_record_module import ArrayRecordWriter
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    writer = ArrayRecordWriter(str(tmp), "group_size:1")
     count = 0
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        writer = ArrayRecordWriter(str(tmp), "group_size:1")
         for record in records:
             writer.write(encode_record(record))
             count += 1
-        writer.close()
+        writer.close()  # raises RuntimeError when the data cannot be written
         os.replace(tmp, path)
+    except (OSError, RuntimeError, ValueError) as error:
+        if isinstance(error, Mt3Error):
+            raise
+        reason = "no space left on device" if "No space left" in str(error) else error
+        raise RecordError(f"{path}: cannot write the shard ({reason})") from None
     finally:
         tmp.unlink(missing_ok=True)
     return count

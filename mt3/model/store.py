@@ -21,6 +21,7 @@ import dataclasses
 import json
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -28,6 +29,7 @@ import jax
 import numpy as np
 from flax import nnx
 
+from mt3.atomic import umask_mode
 from mt3.config import ConfigError, ModelConfig, RunConfig
 from mt3.errors import Mt3Error
 from mt3.model.t5 import Transformer
@@ -68,6 +70,8 @@ def save_model(model: Transformer, directory: str | os.PathLike) -> None:
         checkpointer = ocp.StandardCheckpointer()
         checkpointer.save(staging / PARAMS_DIR, param_dict(model))
         checkpointer.wait_until_finished()
+        os.chmod(staging, umask_mode(0o777))  # mkdtemp made it private
+        os.chmod(staging / CONFIG_FILE, umask_mode())
         os.replace(staging, directory)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -139,20 +143,31 @@ class RunCheckpoints:
     ``state`` is ``{"params": ..., "optimizer": ...}`` (pure dicts of arrays); ``data`` is the
     input iterator's state as JSON. With ``keep``, the folder is created and only the newest
     ``keep`` checkpoints are kept (training); without, it is opened for reading.
+
+    A checkpoint that cannot be read (a truncated array file, emptied metadata, a missing
+    folder) is reported with a warning naming its step, and the newest intact one is used. When
+    training, the damaged step folder is moved aside (``damaged-<step>``), never deleted.
     """
 
     def __init__(self, workdir: str | os.PathLike, keep: int | None = None):
+        self.directory = Path(workdir).absolute() / CHECKPOINTS_DIR
+        self.keep = keep
+        self._open()
+
+    def _open(self) -> None:
         import orbax.checkpoint as ocp
 
-        options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=keep is not None)
-        self.directory = Path(workdir).absolute() / CHECKPOINTS_DIR
+        writing = self.keep is not None  # a training run: also clear an interrupted save's files
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=self.keep, create=writing, cleanup_tmp_directories=writing
+        )
         self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=RUN_ITEMS)
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
 
     def save(self, step: int, state: dict, data_state: dict) -> None:
-        """Start writing a checkpoint (asynchronously; ``close`` waits for it)."""
+        """Start writing a checkpoint (asynchronously; ``wait`` or ``close`` finish it)."""
         import orbax.checkpoint as ocp
 
         self._manager.save(
@@ -163,29 +178,76 @@ class RunCheckpoints:
             force=True,
         )
 
-    def restore(self, step: int, target: dict) -> tuple[dict, dict]:
-        """(state, data state) at ``step``; ``target`` gives shapes, dtypes and shardings."""
+    def wait(self) -> None:
+        """Wait for the checkpoint being written; a failed save raises CheckpointError."""
+        try:
+            self._manager.wait_until_finished()
+        except Exception as error:  # orbax re-raises the writer's error (OSError, ...)
+            raise CheckpointError(
+                f"{self.directory}: saving a checkpoint failed ({_reason(error)}); the newest "
+                "complete checkpoint is kept"
+            ) from None
+
+    def _first_intact(self, restore_one, step: int | None):
+        """(step, restore_one(step)) of ``step``, or of the newest checkpoint that reads."""
+        steps = [step] if step is not None else sorted(self._manager.all_steps(), reverse=True)
+        if not steps:
+            raise CheckpointError(f"{self.directory}: no checkpoint yet")
+        damaged = []
+        for candidate in steps:
+            try:
+                return candidate, restore_one(candidate)
+            except Exception as error:  # orbax and tensorstore raise many types for damage
+                if isinstance(error, CheckpointError | KeyboardInterrupt):
+                    raise
+                damaged.append(candidate)
+                print(f"warning: {self.directory / str(candidate)}: damaged checkpoint, not used "
+                      f"({_reason(error)})", file=sys.stderr, flush=True)  # fmt: skip
+                if self.keep is not None:  # training: new saves must not meet the damaged step
+                    self._set_aside(candidate)
+        raise CheckpointError(
+            f"{self.directory}: no readable checkpoint (damaged: step "
+            f"{', '.join(map(str, damaged))}); start again in a new workdir"
+        )
+
+    def _set_aside(self, step: int) -> None:
+        """Move a damaged step out of the way of new saves (kept for inspection)."""
+        source = self.directory / str(step)
+        if source.exists():
+            target = self.directory / f"damaged-{step}"
+            if target.exists():
+                shutil.rmtree(source)  # the same step was set aside before; keep the first
+            else:
+                os.replace(source, target)
+        self._manager.close()
+        self._open()
+
+    def restore(self, target: dict, step: int | None = None) -> tuple[int, dict, dict]:
+        """(step, state, data state) of ``step`` or the newest intact checkpoint; ``target``
+        gives shapes, dtypes and shardings."""
         import orbax.checkpoint as ocp
 
-        restored = self._manager.restore(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(target), data=ocp.args.JsonRestore()
-            ),
-        )
-        return restored["state"], restored["data"]
+        def restore_one(candidate):
+            restored = self._manager.restore(
+                candidate,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(target), data=ocp.args.JsonRestore()
+                ),
+            )
+            return restored["state"], restored["data"]
+
+        step, (state, data) = self._first_intact(restore_one, step)
+        return step, state, data
 
     def restore_params(self, target: dict, step: int | None = None) -> dict:
-        """The parameters alone at ``step`` (default: the latest), shaped like ``target``."""
+        """The parameters alone at ``step`` (default: the newest intact), shaped like ``target``."""
         import orbax.checkpoint as ocp
 
-        step = self.latest_step() if step is None else step
-        if step is None:
-            raise CheckpointError(f"{self.directory}: no checkpoint yet")
         item = {"params": target}
-        try:
+
+        def restore_one(candidate):
             restored = self._manager.restore(
-                step,
+                candidate,
                 args=ocp.args.Composite(
                     state=ocp.args.PyTreeRestore(
                         item=item,
@@ -194,16 +256,20 @@ class RunCheckpoints:
                     )
                 ),
             )
-        except FileNotFoundError:
-            raise CheckpointError(f"{self.directory}: no checkpoint at step {step}") from None
-        except (ValueError, KeyError) as error:
-            raise CheckpointError(
-                f"{self.directory / str(step)}: parameters do not match the run's {CONFIG_FILE} "
-                f"({type(error).__name__})"
-            ) from None
-        return restored["state"]["params"]
+            return restored["state"]["params"]
+
+        return self._first_intact(restore_one, step)[1]
 
     def close(self) -> None:
         """Wait for pending saves and release the manager."""
-        self._manager.wait_until_finished()
-        self._manager.close()
+        try:
+            self.wait()
+        finally:
+            self._manager.close()
+
+
+def _reason(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    if "No space left on device" in str(error):
+        return "no space left on device"
+    return f"{type(error).__name__}: {text[0][:200]}" if text else type(error).__name__

@@ -142,6 +142,15 @@ class MetricsLog:
         self.events = EventWriter(path.parent / "tensorboard")
         self.begin(0)
 
+    def forget_after(self, step: int) -> None:
+        """Drop the rows of steps after ``step`` (a resumed run logs them again): one row per
+        step."""
+        if self.path.is_file():
+            rows = [line for line in self.path.read_text().splitlines() if line.strip()]
+            kept = [line for line in rows if json.loads(line).get("step", 0) <= step]
+            if len(kept) != len(rows):
+                atomic_write_text(self.path, "".join(f"{line}\n" for line in kept))
+
     def begin(self, step: int) -> None:
         """Rates and ETA count from here (after compilation, when the first step is done)."""
         self.start_step, self.start_time = step, time.perf_counter()
@@ -214,8 +223,9 @@ def train(config: RunConfig, workdir: str | Path) -> dict:
     """Run (or resume) a training run in ``workdir``; returns the last logged metrics."""
     train_config = config.train
 
-    # Logging and the run's resolved configuration.
+    # Logging and the run's resolved configuration (after checking it can resume this run).
     workdir = Path(workdir).absolute()
+    check_resumable(config, workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(workdir / CONFIG_FILE, config.to_json())
     atomic_write_text(workdir / "config.gin", config.to_gin())
@@ -230,6 +240,8 @@ def train(config: RunConfig, workdir: str | Path) -> dict:
             f"batch size {batch_size} must divide over {mesh.shape['data']} data devices"
         )
     sources = training_sources(config.data)
+    if train_config.eval_every_steps:  # every evaluated split exists, before any step
+        training_sources(config.data, train_config.eval_split)
     dataset = training_mixture(
         sources, config.model, config.data, batch_size=batch_size // processes,
         seed=train_config.seed, shard=(jax.process_index(), processes),
@@ -249,21 +261,30 @@ def train(config: RunConfig, workdir: str | Path) -> dict:
         donate_argnums=0,
     )
 
-    # Restore the latest checkpoint of this workdir, if any.
+    # Restore the newest intact checkpoint of this workdir, if any.
     checkpoints = RunCheckpoints(workdir, keep=train_config.keep_checkpoints)
-    start = checkpoints.latest_step() or 0
-    if start:
+    start = 0
+    if checkpoints.latest_step() is not None:
         target = jax.tree.map(
             lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), _saveable(state)
         )
-        restored, data_state = checkpoints.restore(start, target)
+        start, restored, data_state = checkpoints.restore(target)
         nnx.replace_by_pure_dict(state[0], restored["params"])
         nnx.replace_by_pure_dict(state[1], restored["optimizer"])
         iterator.set_state(data_state)
+        log.forget_after(start)  # steps after the checkpoint are run (and logged) again
         print(f"resumed from {checkpoints.directory} at step {start}", flush=True)
 
-    stop = {"signal": None}
-    previous = signal.signal(signal.SIGTERM, lambda number, _: stop.update(signal=number))
+    # SIGTERM (a scheduler's preemption) and SIGINT save a checkpoint and stop; a second SIGINT
+    # stops at once.
+    stop = {"signal": None, "saved": start or None}
+
+    def on_signal(number, _):
+        if stop["signal"] == signal.SIGINT and number == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop["signal"] = number
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     last = {}
     try:
         for step in range(start + 1, train_config.steps + 1):
@@ -279,9 +300,9 @@ def train(config: RunConfig, workdir: str | Path) -> dict:
             if step % train_config.log_every_steps == 0 or step == train_config.steps:
                 metrics = jax.device_get(metrics)
                 if not np.isfinite(metrics["loss"]):
-                    raise TrainingError(
-                        f"non-finite loss at step {step}; stopping, the last checkpoint is kept"
-                    )
+                    kept = f"step {stop['saved']} is the newest checkpoint" if stop["saved"] else (
+                        "no checkpoint was written yet")  # fmt: skip
+                    raise TrainingError(f"non-finite loss at step {step}; stopped ({kept})")
                 last = {"step": step, **{k: float(v) for k, v in metrics.items()}}
                 log.write(step, metrics)
             state = new_state
@@ -295,14 +316,57 @@ def train(config: RunConfig, workdir: str | Path) -> dict:
                 print("  ".join(f"{k} {v:.3f}" for k, v in scores.items()), flush=True)
             every = train_config.checkpoint_every_steps
             if step % every == 0 or step == train_config.steps or stop["signal"]:
+                checkpoints.wait()  # the previous save failed (a full disk): stop here
                 checkpoints.save(step, _saveable(state), iterator.get_state())
+                stop["saved"] = step
             if stop["signal"]:
-                print(
-                    f"stopped by signal {stop['signal']} at step {step}; checkpoint saved",
-                    flush=True,
-                )
-                break
+                checkpoints.wait()
+                name = signal.Signals(stop["signal"]).name
+                print(f"stopped by {name} at step {step}; checkpoint saved; run the same "
+                      "command to resume", flush=True)  # fmt: skip
+                return {**last, "step": step, "stopped_by": int(stop["signal"])}
     finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
         checkpoints.close()
-        signal.signal(signal.SIGTERM, previous)
     return last
+
+
+# What a resumed run must share with the run in its workdir: the network's shapes, the data the
+# iterator walks and the optimizer state's structure.
+RESUME_FIELDS = {
+    "model": ("vocab", "vocab_size", "emb_dim", "num_heads", "head_dim", "num_encoder_layers",
+              "num_decoder_layers", "mlp_dim", "input_depth", "segment_frames",
+              "max_decode_length", "max_position"),
+    "data": ("mixture",),
+    "train": ("batch_size", "seed"),
+}  # fmt: skip
+
+
+def check_resumable(config: RunConfig, workdir: Path) -> None:
+    """A workdir with checkpoints can only be resumed with a compatible configuration; checked
+    before anything is written. TrainingError names the differing settings."""
+    from mt3.model.store import CHECKPOINTS_DIR
+
+    path = workdir / CONFIG_FILE
+    if not (workdir / CHECKPOINTS_DIR).is_dir() or not path.is_file():
+        return
+    try:
+        saved = RunConfig.from_json(path.read_text())
+    except (ValueError, TypeError, KeyError) as error:
+        raise TrainingError(
+            f"{path}: unreadable run config ({error}); use a new --workdir"
+        ) from None
+    differences = []
+    for part, fields in RESUME_FIELDS.items():
+        for field in fields:
+            was, now = getattr(getattr(saved, part), field), getattr(getattr(config, part), field)
+            if was != now:
+                differences.append(f"{field} {was!r} (now {now!r})")
+    if (saved.train.momentum > 0) != (config.train.momentum > 0):
+        differences.append(f"momentum {saved.train.momentum} (now {config.train.momentum})")
+    if differences:
+        raise TrainingError(
+            f"{workdir}: cannot resume with other settings; the run has {', '.join(differences)}"
+            f"; use a new --workdir, or resume with {workdir / 'config.gin'}"
+        )

@@ -28,6 +28,10 @@ def find_recordings(raw, split="train", validation_fraction=0.1, skip_incomplete
     raw = require_folder(raw, "audio + MIDI")
     if split not in SPLITS:
         raise DatasetLayoutError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    if not 0 <= validation_fraction < 1:
+        raise DatasetLayoutError(
+            f"--validation-fraction must be in [0, 1), got {validation_fraction}"
+        )
     audio = sorted(p for p in raw.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
     if not audio:
         raise DatasetLayoutError(f"{raw}: no audio files ({', '.join(AUDIO_SUFFIXES)})")

@@ -82,6 +82,8 @@ def read_jams_notes(path: Path) -> Notes:
     except (ValueError, KeyError, TypeError) as error:
         raise DatasetLayoutError(f"{path}: not a GuitarSet JAMS file ({error})") from None
     rows = [(t, d, v) for t, d, v in rows if d > 0]
+    if not rows:
+        raise DatasetLayoutError(f"{path}: no notes (no note_midi annotation with notes)")
     start = np.array([r[0] for r in rows], np.float64)
     return Notes(
         start=start,

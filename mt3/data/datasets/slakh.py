@@ -87,6 +87,11 @@ def read_metadata(path: Path) -> dict:
             stem["program_num"], stem["is_drum"] = int(stem["program_num"]), bool(stem["is_drum"])
     except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as error:
         raise DatasetLayoutError(f"{path}: not a Slakh metadata.yaml ({error})") from None
+    for name, stem in stems.items():
+        if not stem["is_drum"] and not 0 <= stem["program_num"] <= 127:
+            raise DatasetLayoutError(
+                f"{path}: stem {name} has program_num {stem['program_num']}, outside 0..127"
+            )
     return metadata
 
 
