@@ -16,30 +16,28 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MT3_SHARED", REPO.parent / "shared"))
 
 
-@pytest.fixture(scope="session")
-def golden_dir():
-    """``golden_dir(name)``: a folder of ../shared/golden; skips (saying why) when it is absent."""
+def shared_folders(kind: str):
+    """``folder(name)`` for ../shared/<kind>/<name>; skips (saying why) when it is absent."""
 
     def folder(name: str) -> Path:
-        path = SHARED / "golden" / name
+        path = SHARED / kind / name
         if not path.is_dir():
-            pytest.skip(f"golden files not found at {path} (set MT3_SHARED to the shared folder)")
+            pytest.skip(f"{kind} files not found at {path} (set MT3_SHARED to the shared folder)")
         return path
 
     return folder
+
+
+@pytest.fixture(scope="session")
+def golden_dir():
+    """``golden_dir(name)``: outputs of the original MT3 code (docs/goldens.md)."""
+    return shared_folders("golden")
 
 
 @pytest.fixture(scope="session")
 def samples():
     """``samples(name)``: real release files of a dataset in ../shared/dataset_samples."""
-
-    def folder(name: str) -> Path:
-        path = SHARED / "dataset_samples" / name
-        if not path.is_dir():
-            pytest.skip(f"dataset samples not found at {path} (set MT3_SHARED)")
-        return path
-
-    return folder
+    return shared_folders("dataset_samples")
 
 
 @pytest.fixture(scope="session")
