@@ -170,13 +170,19 @@ class RunCheckpoints:
         """Start writing a checkpoint (asynchronously; ``wait`` or ``close`` finish it)."""
         import orbax.checkpoint as ocp
 
-        self._manager.save(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state)
-            ),
-            force=True,
-        )
+        try:
+            self._manager.save(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state)
+                ),
+                force=True,
+            )
+        except Exception as error:  # the synchronous part (folders, metadata) failed
+            raise CheckpointError(
+                f"{self.directory}: saving step {step} failed ({_reason(error)}); the newest "
+                "complete checkpoint is kept"
+            ) from None
 
     def wait(self) -> None:
         """Wait for the checkpoint being written; a failed save raises CheckpointError."""
