@@ -309,7 +309,7 @@ class RunConfig:
 
     @classmethod
     def from_json(cls, text: str) -> RunConfig:
-        """Read ``to_json``'s output; also the flat TrainConfig that runs wrote before 0.2."""
+        """Read ``to_json``'s output; also the flat TrainConfig that runs wrote before the tree."""
         tree = json.loads(text)
         if "train" not in tree:
             tree = _from_flat(tree)

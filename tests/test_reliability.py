@@ -308,3 +308,18 @@ def test_re_preparing_with_other_options_or_inputs_is_detected(run_cli, tmp_path
     write_pair(raw, "a", seconds=2.0)
     status, _, err = run_cli("prepare", "folder", "--raw", raw, "--out", tmp_path / "mine")
     assert status == 2 and "other input files" in err
+
+
+def test_a_damaged_model_folder_is_one_line(tiny_checkpoint, take, tmp_path, run_cli):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_checkpoint, broken)
+    largest = max((p for p in (broken / "params").rglob("*") if p.is_file()),
+                  key=lambda p: p.stat().st_size)  # fmt: skip
+    largest.write_bytes(largest.read_bytes()[:64])
+    status, _, err = run_cli("transcribe", take / "take.wav", "--checkpoint", broken, "-o",
+                             tmp_path / "out")  # fmt: skip
+    shown = err.rstrip("\n").split("\n")[-1]
+    assert status == 2 and "parameters damaged" in shown, err
+    assert not (tmp_path / "out").exists()

@@ -83,7 +83,8 @@ def _claim(out: Path, build: dict, fingerprint: str, overwrite: bool) -> None:
     elif not overwrite:
         was = (found or {}).get("options")
         change = (f"options {was} (now {build['options']})" if was not in (None, build["options"])
-                  else "other input files")  # fmt: skip
+                  else "other input files" if (found or {}).get("fingerprint")
+                  else "unknown inputs (no fingerprint: an older mt3?)")  # fmt: skip
         raise DatasetLayoutError(
             f"{out}: holds a dataset prepared from {change}; give another --out, or pass "
             "--overwrite to rebuild it"

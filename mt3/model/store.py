@@ -123,7 +123,8 @@ def load_params(path: str | os.PathLike, step: int | None = None) -> tuple[Model
         return config, ocp.StandardCheckpointer().restore(params_path, target)
     except Exception as error:  # orbax raises several types for mismatched trees
         raise CheckpointError(
-            f"{params_path}: parameters do not match {CONFIG_FILE} ({type(error).__name__})"
+            f"{params_path}: parameters damaged or not matching {CONFIG_FILE} "
+            f"({_reason(error)}); convert the checkpoint again"
         ) from None
 
 
