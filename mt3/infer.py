@@ -30,6 +30,7 @@ from mt3.audio import (
     iter_segments,
     stream_audio,
 )
+from mt3.cache import enable_compilation_cache
 from mt3.errors import Mt3Error
 from mt3.events import segment_tokens_to_notes
 from mt3.model.decoding import PHASE_LENGTH, DecodeOptions, decode, instrument_logit_bias
@@ -83,6 +84,7 @@ class Transcriber:
     """Transcribes audio with one model; reuse it for many files."""
 
     def __init__(self, model: Transformer, options: TranscribeOptions = TranscribeOptions()):
+        enable_compilation_cache()  # a second run skips most of the compilation (mt3.cache)
         self.model = model
         self.config = model.config
         self.options = options

@@ -16,6 +16,19 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MT3_SHARED", REPO.parent / "shared"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def user_cache(tmp_path_factory):
+    """The tests' own user cache (MT3_HOME), so that they never write into ~/.cache/mt3."""
+    folder = tmp_path_factory.mktemp("mt3-home")
+    previous = os.environ.get("MT3_HOME")
+    os.environ["MT3_HOME"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("MT3_HOME", None)
+    else:
+        os.environ["MT3_HOME"] = previous
+
+
 def shared_folders(kind: str):
     """``folder(name)`` for ../shared/<kind>/<name>; skips (saying why) when it is absent."""
 

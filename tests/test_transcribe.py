@@ -158,3 +158,33 @@ def test_one_hour_file_with_bounded_memory(tmp_path):
     assert peak_bytes < 3e9, f"peak memory {peak_bytes / 1e9:.2f} GB"
     assert "3600/3600 s audio" in result.stderr
     assert (tmp_path / "out" / "hour.mid").is_file()
+
+
+COMPILE_TWICE = """
+import sys, time
+import numpy as np
+import mt3
+from mt3.infer import Transcriber, TranscribeOptions
+from mt3.model.decoding import DecodeOptions
+model = mt3.load_model(sys.argv[1])
+options = TranscribeOptions(batch_size=2, decode=DecodeOptions("greedy", max_length=8))
+began = time.perf_counter()
+Transcriber(model, options).transcribe(np.zeros(16000, np.float32))
+print(time.perf_counter() - began)
+"""
+
+
+def test_compilation_cache_in_the_user_cache(tiny_checkpoint, tmp_path):
+    """The first run fills MT3_HOME/jax; MT3_COMPILATION_CACHE=off leaves it alone."""
+    import os
+    import subprocess
+    import sys
+
+    home = tmp_path / "home"
+    run = [sys.executable, "-c", COMPILE_TWICE, str(tiny_checkpoint)]
+    env = {**os.environ, "MT3_HOME": str(home), "MT3_COMPILATION_CACHE": "off"}
+    subprocess.run(run, check=True, capture_output=True, env=env)
+    assert not (home / "jax").exists()
+    env["MT3_COMPILATION_CACHE"] = "on"
+    subprocess.run(run, check=True, capture_output=True, env=env)
+    assert any((home / "jax").iterdir())
