@@ -25,7 +25,9 @@ def load_model(path):
     return load(path)
 
 
-def transcribe(audio, model, *, batch_size: int = 8, instruments: str | None = None) -> Notes:
+def transcribe(
+    audio, model, *, batch_size: int | None = None, instruments: str | None = None
+) -> Notes:
     """Notes of an audio file (any length and format) or a 16 kHz mono float32 array.
 
     For many files, build one ``mt3.infer.Transcriber`` and reuse it: it keeps the compiled model.

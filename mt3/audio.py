@@ -33,6 +33,7 @@ MEL_LOW_HZ = 20.0
 MEL_HIGH_HZ = 7600.0
 LOG_FLOOR = 1e-5  # values <= 0 become this before the log; small positive values are kept
 FRAMES_PER_SECOND = SAMPLE_RATE / HOP_SAMPLES
+AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".aiff", ".aif")  # found in folders
 assert FRAMES_PER_SECOND == 125.0
 
 
@@ -112,6 +113,11 @@ def _open(path: Path):
             f"file holds {int(cut.group(2))}; copy the file again"
         )
     return opened
+
+
+def find_audio(folder: str | os.PathLike) -> list[Path]:
+    """The audio files (``AUDIO_SUFFIXES``) anywhere below ``folder``, sorted."""
+    return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
 
 
 def audio_info(path: str | os.PathLike) -> tuple[int, float]:

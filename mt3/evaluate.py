@@ -3,10 +3,9 @@
 
 from __future__ import annotations
 
+import collections
 import json
 from pathlib import Path
-
-from tqdm import tqdm
 
 from mt3.atomic import atomic_write_text, check_outputs
 from mt3.data.pipeline import SplitSource
@@ -43,9 +42,17 @@ def evaluate(
         check_outputs(planned, overwrite=overwrite)
     transcriber = Transcriber(model, options or TranscribeOptions())
     per_recording = {}
-    for index in tqdm(range(count), desc=f"evaluate {source.name}", disable=not progress):
-        record = source[index]
-        result = transcriber.transcribe(record.float_audio())
+    in_flight = collections.deque()  # records read by the stream, waiting for their result
+
+    def audios():
+        for index in range(count):
+            record = source[index]
+            in_flight.append(record)
+            yield record.float_audio()
+
+    results = transcriber.transcribe_many(audios(), progress=progress)  # one stream of segments
+    for result in results:
+        record = in_flight.popleft()
         per_recording[record.id] = score(
             record.notes, result.notes,
             invalid_events=result.invalid_events, dropped_events=result.dropped_events,

@@ -11,6 +11,7 @@ tie rules (``events.segment_tokens_to_notes``). Several files reuse the compiled
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -27,13 +28,24 @@ from mt3.audio import (
     HOP_SAMPLES,
     SAMPLE_RATE,
     audio_info,
+    find_audio,
     iter_segments,
     stream_audio,
 )
 from mt3.cache import enable_compilation_cache
 from mt3.errors import Mt3Error
 from mt3.events import segment_tokens_to_notes
-from mt3.model.decoding import PHASE_LENGTH, DecodeOptions, decode, instrument_logit_bias
+from mt3.model.decoding import (
+    PHASE_LENGTH,
+    DecodeOptions,
+    decode,
+    empty_rows,
+    instrument_logit_bias,
+    phase_limits,
+    row_result,
+    row_steps,
+    start_rows,
+)
 from mt3.model.store import load_model
 from mt3.model.t5 import Transformer
 from mt3.notes import Notes
@@ -48,15 +60,18 @@ class TranscribeError(Mt3Error, ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class TranscribeOptions:
-    """batch_size: segments per device call; instruments: e.g. 'piano,bass,drums' or '0,33'
-    to restrict the output (None: any instrument, as MT3)."""
+    """batch_size: segments decoded at once (None: chosen from the device and the amount of audio,
+    ``auto_batch_size``); instruments: e.g. 'piano,bass,drums' or '0,33' to restrict the output
+    (None: any instrument, as MT3); continuous: refill a batch row as soon as its segment ends
+    (the 'mt3' and 'greedy' searches; 'beam' always runs whole batches)."""
 
-    batch_size: int = 8
+    batch_size: int | None = None
     decode: DecodeOptions = DecodeOptions()
     instruments: str | None = None
+    continuous: bool = True
 
     def __post_init__(self):
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             raise TranscribeError(f"batch size must be at least 1, got {self.batch_size}")
 
 
@@ -80,8 +95,61 @@ def trim_after_eos(ids: np.ndarray) -> list[int]:
     return ids[: ids.index(EOS_ID) + 1] if EOS_ID in ids else ids
 
 
+# Rows decoded at once by default: enough to keep the device's matrix units busy (measured in
+# benchmarks/transcribe.py: on 2 CPU cores 32 rows give 1.3x the ids/s of 8; a GPU wants more).
+DEFAULT_BATCH = {"cpu": 32}
+DEFAULT_ACCELERATOR_BATCH = 256
+STEPS_PER_CALL = 16  # search steps per device call between refills of finished rows
+
+
+def auto_batch_size(num_segments: int, platform: str | None = None) -> int:
+    """The device's batch, or the smallest power of two that holds ``num_segments``."""
+    platform = platform or jax.default_backend()
+    most = DEFAULT_BATCH.get(platform, DEFAULT_ACCELERATOR_BATCH)
+    return max(1, min(most, 1 << (max(1, num_segments) - 1).bit_length()))
+
+
+@dataclasses.dataclass
+class _Item:
+    """One recording in flight: its segments' ids by first frame, and how many there are."""
+
+    name: str
+    seconds: float
+    ids: dict = dataclasses.field(default_factory=dict)
+    count: int | None = None  # known once its audio is read to the end
+
+    @property
+    def done(self) -> bool:
+        return self.count is not None and len(self.ids) == self.count
+
+
+def _advance(bar: tqdm, seconds: float) -> None:
+    """Move the bar by a segment's seconds (the last segment of a file is shorter)."""
+    if bar.total is not None:
+        seconds = max(0.0, min(seconds, bar.total - bar.n))
+    bar.update(seconds)
+
+
+def _name_of(audio) -> str:
+    return "audio" if isinstance(audio, np.ndarray) else Path(audio).name
+
+
+def _seconds_of(audio) -> float:
+    if isinstance(audio, np.ndarray):
+        return audio.size / SAMPLE_RATE
+    return audio_info(audio)[1]
+
+
 class Transcriber:
-    """Transcribes audio with one model; reuse it for many files."""
+    """Transcribes audio with one model; reuse it for many files.
+
+    Segments of all the files given to ``transcribe_many`` form one stream. With continuous
+    batching (the default for MT3's search and greedy decoding) the device holds ``batch_size``
+    rows, each decoding one segment at its own position; every ``STEPS_PER_CALL`` steps the rows
+    whose segment ended take the next segments of the stream (encoded on arrival), so no row
+    waits for the longest segment of its batch and no file's last batch runs half empty.
+    Results are the same as decoding each segment alone (up to float rounding).
+    """
 
     def __init__(self, model: Transformer, options: TranscribeOptions = TranscribeOptions()):
         enable_compilation_cache()  # a second run skips most of the compilation (mt3.cache)
@@ -93,102 +161,273 @@ class Transcriber:
         if options.instruments:
             programs, drums = parse_instruments(options.instruments)
             bias = instrument_logit_bias(self.vocab, self.config.vocab_size, programs, drums)
+        self._logit_bias = None if bias is None else jnp.asarray(bias)
         self._graphdef, self._state = nnx.split(model)
-        batch, max_length = options.batch_size, self.config.max_decode_length
+        max_length = self.config.max_decode_length
         if options.decode.max_length is not None:
             max_length = min(options.decode.max_length, max_length)
-        decode_options = dataclasses.replace(options.decode, max_length=max_length)
-        graphdef = self._graphdef
-        logit_bias = None if bias is None else jnp.asarray(bias)
-
-        def transcribe_batch(state, samples, num_valid_frames):
-            model = nnx.merge(graphdef, state)
-            encoded = model.encode(log_mel(samples, num_valid_frames))
-            cache = model.decoder.init_cache(encoded, max_length, PHASE_LENGTH)
-            return decode(model.decoder.decode_step, cache, batch, decode_options, logit_bias)
-
-        self._transcribe_batch = jax.jit(transcribe_batch)
+        self.max_length = max_length
+        self.decode_options = dataclasses.replace(options.decode, max_length=max_length)
+        self.continuous = options.continuous and options.decode.mode in ("mt3", "greedy")
+        self._compiled = {}
 
     @property
     def segment_samples(self) -> int:
         return self.config.segment_frames * HOP_SAMPLES
 
+    def batch_size_for(self, seconds: float | None) -> int:
+        if self.options.batch_size is not None:
+            return self.options.batch_size
+        if seconds is None:
+            return auto_batch_size(1 << 30)
+        segments = int(np.ceil(seconds * FRAMES_PER_SECOND / self.config.segment_frames)) + 1
+        return auto_batch_size(segments)
+
+    # -- whole batches (beam search, or continuous=False) ------------------------------------
+
+    def _batch_function(self, batch: int):
+        key = ("batch", batch)
+        if key not in self._compiled:
+            graphdef, options, bias = self._graphdef, self.decode_options, self._logit_bias
+            max_length = self.max_length
+
+            def transcribe_batch(state, samples, num_valid_frames):
+                model = nnx.merge(graphdef, state)
+                encoded = model.encode(log_mel(samples, num_valid_frames))
+                cache = model.decoder.init_cache(encoded, max_length, PHASE_LENGTH)
+                return decode(model.decoder.decode_step, cache, batch, options, bias)
+
+            self._compiled[key] = jax.jit(transcribe_batch)
+        return self._compiled[key]
+
     def segment_ids(
-        self, segments: Iterable[tuple[int, np.ndarray, int]], progress: tqdm | None = None
+        self,
+        segments: Iterable[tuple[int, np.ndarray, int]],
+        progress: tqdm | None = None,
+        batch: int | None = None,
     ) -> Iterator[tuple[int, list[int]]]:
-        """(first frame, ids) per segment, for segments from ``audio.iter_segments``."""
-        batch = self.options.batch_size
+        """(first frame, ids) per segment, for segments from ``audio.iter_segments``, decoded in
+        whole batches (the next batch is read while the device works on one)."""
+        batch = batch or self.options.batch_size or DEFAULT_BATCH.get(jax.default_backend(), 8)
+        function = self._batch_function(batch)
         pending = None  # (first frames, device result) of the batch in flight
+
+        def launch(segments):
+            samples = np.zeros((batch, self.segment_samples), np.float32)
+            valid = np.ones(batch, np.int32)
+            for row, (_, audio, frames) in enumerate(segments):
+                samples[row] = audio
+                valid[row] = frames
+            return [frame for frame, _, _ in segments], function(self._state, samples, valid)
 
         def finish(item):
             frames, result = item
             ids = np.asarray(result)
             if progress is not None:
                 seconds = len(frames) * self.config.segment_frames / FRAMES_PER_SECOND
-                progress.update(max(0.0, min(seconds, progress.total - progress.n)))
+                _advance(progress, seconds)
             return [(frame, trim_after_eos(row)) for frame, row in zip(frames, ids)]
 
         buffer = []
         for segment in segments:
             buffer.append(segment)
             if len(buffer) == batch:
-                launched = self._launch(buffer)
+                launched = launch(buffer)
                 if pending is not None:
                     yield from finish(pending)
                 pending, buffer = launched, []
         if buffer:
-            launched = self._launch(buffer)
+            launched = launch(buffer)
             if pending is not None:
                 yield from finish(pending)
             pending = launched
         if pending is not None:
             yield from finish(pending)
 
-    def _launch(self, segments):
-        batch = self.options.batch_size
-        samples = np.zeros((batch, self.segment_samples), np.float32)
-        valid = np.ones(batch, np.int32)
-        for row, (_, audio, frames) in enumerate(segments):
-            samples[row] = audio
-            valid[row] = frames
-        result = self._transcribe_batch(self._state, samples, valid)
-        return [frame for frame, _, _ in segments], result
+    # -- continuous batching -----------------------------------------------------------------
 
-    def transcribe(self, audio: str | os.PathLike | np.ndarray, *, progress: bool = False):
-        """Notes for a file (any length, any format libsndfile reads) or a 16 kHz mono array."""
-        if isinstance(audio, np.ndarray):
-            chunks, seconds, name = (
-                [audio.astype(np.float32).reshape(-1)],
-                audio.size / SAMPLE_RATE,
-                "audio",
-            )
-        else:
-            _, seconds = audio_info(audio)
-            chunks, name = stream_audio(audio), Path(audio).name
+    def _row_functions(self, batch: int):
+        """(empty rows, start segments in rows, run search steps) for ``batch`` rows."""
+        key = ("rows", batch)
+        if key in self._compiled:
+            return self._compiled[key]
+        graphdef, options, bias = self._graphdef, self.decode_options, self._logit_bias
+        config, max_length = self.config, self.max_length
+
+        def empty(state):
+            model = nnx.merge(graphdef, state)
+            encoded = jnp.zeros((batch, config.segment_frames, config.emb_dim), jnp.float32)
+            cache = model.decoder.init_cache(encoded, max_length, PHASE_LENGTH)
+            return empty_rows(batch, max_length, cache)
+
+        def start(state, rows, samples, num_valid_frames, slots):
+            model = nnx.merge(graphdef, state)
+            encoded = model.encode(log_mel(samples, num_valid_frames))
+            keys, values = [], []
+            for i, layer in enumerate(model.decoder.layers()):
+                new_keys, new_values = layer.encoder_decoder_attention.project_kv(encoded)
+                keys.append(rows.cache.cross_keys[i].at[slots].set(new_keys, mode="drop"))
+                values.append(rows.cache.cross_values[i].at[slots].set(new_values, mode="drop"))
+            cache = rows.cache._replace(cross_keys=tuple(keys), cross_values=tuple(values))
+            return start_rows(rows, slots, cache)
+
+        def steps(state, rows, limit):
+            model = nnx.merge(graphdef, state)
+            step = model.decoder.decode_rows
+            return row_steps(step, rows, STEPS_PER_CALL, limit, options, logit_bias=bias)
+
+        functions = (
+            jax.jit(empty),
+            jax.jit(start, donate_argnums=1),
+            jax.jit(steps, static_argnums=2, donate_argnums=1),
+        )
+        self._compiled[key] = functions
+        return functions
+
+    def _continuous(self, stream, batch: int, progress: tqdm | None):
+        """Run the stream of (item, first frame, samples, valid frames) through ``batch`` rows;
+        yields (item, first frame, ids) as segments end."""
+        empty, start, steps = self._row_functions(batch)
+        rows = empty(self._state)
+        admit = max(1, batch // 8)  # segments encoded per start call
+        limits = phase_limits(self.max_length, PHASE_LENGTH)
+        holder = [None] * batch  # (item, first frame) of the segment in each row
+        index = np.zeros(batch, np.int64)  # each row's position, as of the last harvest
+        waiting = []  # segments read ahead, not yet in a row
+        exhausted = False
+        segment_seconds = self.config.segment_frames / FRAMES_PER_SECOND
+
+        def read_ahead(count):
+            nonlocal exhausted
+            while len(waiting) < count and not exhausted:
+                segment = next(stream, None)
+                if segment is None:
+                    exhausted = True
+                else:
+                    waiting.append(segment)
+
+        read_ahead(batch)
+        while True:
+            free = [row for row in range(batch) if holder[row] is None]
+            while waiting and free and (len(free) >= admit or exhausted):
+                take = min(admit, len(free), len(waiting))
+                if take < admit and not exhausted:
+                    break
+                group, waiting[:take] = waiting[:take], []
+                samples = np.zeros((admit, self.segment_samples), np.float32)
+                valid = np.ones(admit, np.int32)
+                slots = np.full(admit, batch, np.int32)  # slot == batch: ignored
+                for k, (item, frame, audio, frames) in enumerate(group):
+                    samples[k], valid[k], slots[k] = audio, frames, free[k]
+                    holder[free[k]] = (item, frame)
+                    index[free[k]] = 0
+                rows = start(self._state, rows, samples, valid, slots)
+                free = free[take:]
+                read_ahead(batch)
+            busy = [row for row in range(batch) if holder[row] is not None]
+            if not busy:
+                return
+            deepest = int(index[busy].max())
+            limit = next(limit for limit in limits if limit > deepest)
+            rows = steps(self._state, rows, limit)
+            read_ahead(batch)  # reads the audio while the device decodes
+            active = np.asarray(rows.active)
+            index = np.asarray(rows.index).astype(np.int64)
+            ended = [row for row in busy if not active[row]]
+            if ended:
+                tokens = np.asarray(rows.tokens)
+                finished_end = np.asarray(rows.finished_end)
+                for row in ended:
+                    item, frame = holder[row]
+                    holder[row] = None
+                    yield item, frame, row_result(tokens[row], index[row], finished_end[row])
+                    if progress is not None:
+                        _advance(progress, segment_seconds)
+
+    # -- files --------------------------------------------------------------------------------
+
+    def transcribe_many(
+        self, audios: Iterable, *, progress: bool = False, total_seconds: float | None = None
+    ) -> Iterator[Transcription]:
+        """Transcriptions of several files (or 16 kHz mono arrays), in order, from one stream
+        of segments; each is yielded as soon as it and the ones before it are done.
+
+        ``audios`` may be a lazy iterable (read only as the stream reaches each entry); the
+        progress bar and the batch size then use ``total_seconds`` if given. For a list, the
+        total is read from the files' headers."""
+        if isinstance(audios, (list, tuple)) and total_seconds is None:
+            total_seconds = sum(_seconds_of(audio) for audio in audios)
         bar = tqdm(
-            total=round(seconds, 1),
+            total=None if total_seconds is None else round(total_seconds, 1),
             disable=not progress,
-            desc=name[:40],
+            desc=_name_of(audios[0])[:40]
+            if isinstance(audios, (list, tuple)) and len(audios) == 1
+            else "transcribe",
             bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s audio "
-            "[{elapsed}<{remaining}, {rate_fmt}]",
+            "[{elapsed}<{remaining}, {rate_fmt}]"
+            if total_seconds is not None
+            else "{desc}: {n:.0f} s audio [{elapsed}, {rate_fmt}]",
             unit="s",
         )
-        segments = []
+        frames = self.config.segment_frames
+        items: list[_Item] = []
+
+        def stream():
+            for number, audio in enumerate(audios):
+                if isinstance(audio, np.ndarray):
+                    chunks = [audio.astype(np.float32).reshape(-1)]
+                else:
+                    chunks = stream_audio(audio)
+                items.append(_Item(_name_of(audio), _seconds_of(audio)))
+                count = 0
+                for frame, samples, valid in iter_segments(chunks, frames):
+                    yield number, frame, samples, valid
+                    count += 1
+                items[number].count = count
+
+        def finish(number):
+            item = items[number]
+            segments = [(f / FRAMES_PER_SECOND, item.ids[f]) for f in sorted(item.ids)]
+            item.ids = {}
+            result = segment_tokens_to_notes(segments, self.config.vocab)
+            return Transcription(
+                result.notes, segments, result.invalid_events, result.dropped_events, item.seconds
+            )
+
+        next_item = 0
         try:
-            for frame, ids in self.segment_ids(
-                iter_segments(chunks, self.config.segment_frames), bar
-            ):
-                segments.append((frame / FRAMES_PER_SECOND, ids))
+            if self.continuous:
+                batch = self.batch_size_for(total_seconds)
+                decoded = self._continuous(stream(), batch, bar)
+            else:
+                decoded = self._batched(stream(), bar)
+            for number, frame, ids in decoded:
+                items[number].ids[frame] = ids
+                while next_item < len(items) and items[next_item].done:
+                    yield finish(next_item)
+                    next_item += 1
+            while next_item < len(items):  # anything not yet yielded is complete now
+                yield finish(next_item)
+                next_item += 1
         except BaseException:
             bar.leave = False  # clear the bar so that the error stands on its own line
             raise
         finally:
-            bar.n = bar.total if bar.leave else bar.n
+            if bar.total is not None:
+                bar.n = bar.total if bar.leave else bar.n
             bar.close()
-        result = segment_tokens_to_notes(segments, self.config.vocab)
-        return Transcription(
-            result.notes, segments, result.invalid_events, result.dropped_events, seconds
-        )
+
+    def _batched(self, stream, progress):
+        """The stream through whole batches, one file at a time (as MT3 decodes)."""
+        for number, segments in itertools.groupby(stream, key=lambda segment: segment[0]):
+            segments = (segment[1:] for segment in segments)
+            for frame, ids in self.segment_ids(segments, progress):
+                yield number, frame, ids
+
+    def transcribe(self, audio: str | os.PathLike | np.ndarray, *, progress: bool = False):
+        """Notes for a file (any length, any format libsndfile reads) or a 16 kHz mono array."""
+        (result,) = self.transcribe_many([audio], progress=progress)
+        return result
 
 
 def write_token_dump(transcription: Transcription, path: str | os.PathLike) -> None:
@@ -201,20 +440,70 @@ def write_token_dump(transcription: Transcription, path: str | os.PathLike) -> N
     atomic_write_text(path, json.dumps(payload) + "\n")
 
 
-def output_bases(audio_paths, output: str | os.PathLike) -> list[Path]:
-    """Output path stems: ``OUT/<audio stem>`` per input, or ``OUT`` minus .mid for one input."""
+def expand_inputs(inputs=(), files: str | os.PathLike | None = None) -> list[tuple[Path, Path]]:
+    """(audio file, output name) per input. A file is named by its stem; a folder gives every
+    audio file below it (``audio.AUDIO_SUFFIXES``), named by its path inside the folder, so a
+    corpus keeps its layout under -o. ``files``: a text file with one path per line (relative
+    paths are taken from the current folder; blank lines and lines starting with # are
+    skipped)."""
+    paths = [Path(p) for p in inputs]
+    if files is not None:
+        try:
+            lines = Path(files).read_text().splitlines()
+        except (OSError, UnicodeDecodeError) as error:
+            raise TranscribeError(f"--files {files}: cannot read the list ({error})") from None
+        paths += [Path(line.strip()) for line in lines if line.strip() and line[0] != "#"]
+    if not paths:
+        raise TranscribeError("no input: give audio files or folders, or --files LIST")
+    found = []
+    for path in paths:
+        if path.is_dir():
+            inside = find_audio(path)
+            if not inside:
+                raise TranscribeError(f"{path}: a folder with no audio files in it")
+            found += [(p, p.relative_to(path).with_suffix("")) for p in inside]
+        else:
+            found.append((path, Path(path.stem)))
+    return found
+
+
+def parse_shard(spec: str) -> tuple[int, int]:
+    """'I/N' -> (I, N), 0 <= I < N: the share of the inputs this process transcribes."""
+    try:
+        index, count = (int(part) for part in spec.split("/"))
+    except ValueError:
+        index, count = -1, 0
+    if not 0 <= index < count:
+        raise TranscribeError(f"--shard takes I/N with 0 <= I < N (e.g. 0/4), got {spec!r}")
+    return index, count
+
+
+def take_shard(inputs: list, spec: str | None) -> list:
+    """Every N-th input starting at the I-th (sorted by path first, so that every process of a
+    job array, given the same inputs, splits them the same way and the shares do not overlap)."""
+    if spec is None:
+        return inputs
+    index, count = parse_shard(spec)
+    return sorted(inputs, key=lambda pair: str(pair[0]))[index::count]
+
+
+def output_bases(audio_paths, output: str | os.PathLike, names=None) -> list[Path]:
+    """Output path stems: ``OUT/<name>`` per input (``names`` default to the audio stems), or
+    ``OUT`` minus .mid for one input."""
     output = Path(output)
     if output.suffix.lower() in (".mid", ".midi"):
         if len(audio_paths) != 1:
             raise TranscribeError(f"-o {output}: a .mid path takes one input; give a folder")
         return [output.with_suffix("")]
-    stems = [Path(a).stem for a in audio_paths]
-    repeated = sorted({s for s in stems if stems.count(s) > 1})
-    if repeated:
-        raise TranscribeError(
-            f"several inputs are named {repeated[0]}.*; their outputs would overwrite each other"
-        )
-    return [output / stem for stem in stems]
+    names = [Path(a).stem for a in audio_paths] if names is None else [str(n) for n in names]
+    seen = set()
+    for name in names:
+        if name in seen:
+            raise TranscribeError(
+                f"several inputs are named {name}.*; their outputs would overwrite each other"
+            )
+        seen.add(name)
+    return [output / name for name in names]
 
 
 def check_variant(config, expected: str | None, checkpoint) -> None:
@@ -270,17 +559,28 @@ def transcribe_files(
     inputs = [*paths, *([reference] if reference else [])]
     existing = check_outputs([p for outs in planned for p in outs], inputs,
                              overwrite=overwrite, skip_existing=skip_existing)  # fmt: skip
-    for path in paths:
-        audio_info(path)
+    todo = [
+        index
+        for index, outputs in enumerate(planned)
+        if not (existing and all(p in existing for p in outputs))
+    ]
+    for index in todo:
+        audio_info(paths[index])
     reference_notes = read_midi(reference).notes if reference else None
+    if not todo:  # everything exists already: no model needed
+        for path, outputs in zip(paths, planned):
+            yield path, outputs, None
+        return
+    todo_set = set(todo)
     model = load_model(checkpoint)
     check_variant(model.config, variant, checkpoint)
     transcriber = Transcriber(model, options)
-    for path, base, outputs in zip(paths, bases, planned):
-        if existing and all(p in existing for p in outputs):
+    results = transcriber.transcribe_many([paths[i] for i in todo], progress=True)
+    for index, (path, base, outputs) in enumerate(zip(paths, bases, planned)):
+        if index not in todo_set:
             yield path, outputs, None
             continue
-        result = transcriber.transcribe(path, progress=True)
+        result = next(results)
         written = write_outputs(
             result, base, formats, reference=reference_notes, title=Path(path).name
         )

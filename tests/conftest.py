@@ -110,3 +110,17 @@ def run_cli(capsys):
         return status, captured.out, captured.err
 
     return run
+
+
+@pytest.fixture(scope="session")
+def released_model(tmp_path_factory):
+    """Magenta's released `mt3` checkpoint (../shared/checkpoints/mt3) converted into a model
+    folder once per session; skips (saying why) when the checkpoint is absent."""
+    checkpoint = SHARED / "checkpoints" / "mt3"
+    if not (checkpoint / "checkpoint").is_file():
+        pytest.skip(f"the released mt3 checkpoint is not at {checkpoint} (set MT3_SHARED)")
+    from mt3.model.convert import convert_checkpoint
+
+    out = tmp_path_factory.mktemp("released") / "mt3"
+    convert_checkpoint(checkpoint, out, "mt3")
+    return out

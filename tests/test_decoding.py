@@ -12,8 +12,13 @@ from mt3.model.decoding import (
     DecodeOptions,
     beam_search,
     decode,
+    empty_rows,
     greedy_decode,
     instrument_logit_bias,
+    phase_limits,
+    row_result,
+    row_steps,
+    start_rows,
 )
 from mt3.vocab import VocabError, parse_instruments, vocabulary
 
@@ -163,3 +168,70 @@ def test_instrument_masks():
     for bad in ("kazoo", "200", ""):
         with pytest.raises(VocabError):
             parse_instruments(bad)
+
+
+def segment_model(num_segments: int, length: int, seed: int = 0):
+    """A toy language model per segment: logits = table[segment, position] + mix[last token],
+    with EOS growing likelier along the sequence so segments end at many different lengths and
+    EOS is often second-best (where MT3's one-beam search and greedy decoding differ)."""
+    rng = np.random.default_rng(seed)
+    table = rng.normal(0.0, 1.5, (num_segments, length + 1, VOCAB))
+    table[:, :, EOS] += np.linspace(-4.0, 3.0, length + 1)[None] + rng.normal(
+        0, 2, (num_segments, 1)
+    )
+    mix = jnp.asarray(rng.normal(0.0, 0.7, (VOCAB, VOCAB)), jnp.float32)
+    return jnp.asarray(table, jnp.float32), mix
+
+
+@pytest.mark.parametrize("mode", ["mt3", "greedy"])
+def test_continuous_rows_match_the_batched_search(mode):
+    """Rows refilled as they finish (row_steps) give each segment exactly the ids of the batched
+    search run on that segment alone."""
+    count, length, batch = 23, 40, 4
+    table, mix = segment_model(count, length)
+    options = DecodeOptions(mode, max_length=length)
+
+    def alone(segment):
+        def tokens_to_logits(tokens, cache, index, limit):
+            return table[segment, index][None] + mix[tokens], cache
+
+        ids = decode(tokens_to_logits, jnp.zeros(1), 1, options)
+        return np.asarray(ids[0]).tolist()
+
+    def rows_to_logits(tokens, cache, positions, limit):
+        return table[cache, positions] + mix[tokens], cache
+
+    run = jax.jit(lambda rows, limit: row_steps(rows_to_logits, rows, 3, limit, options),
+                  static_argnums=1)  # fmt: skip
+    start = jax.jit(lambda rows, slots, segments: start_rows(
+        rows, slots, rows.cache.at[slots].set(segments, mode="drop")))  # fmt: skip
+    rows = empty_rows(batch, length, jnp.zeros(batch, jnp.int32))
+    holder, todo, results = [None] * batch, list(range(count)), {}
+    limits = phase_limits(length, 16)
+    while todo or any(h is not None for h in holder):
+        free = [r for r in range(batch) if holder[r] is None][: len(todo)]
+        if free:
+            slots = np.full(2, batch, np.int32)  # two per call; the extra slot is ignored
+            for group in range(0, len(free), 2):
+                chosen = free[group : group + 2]
+                segments = np.zeros(2, np.int32)
+                for k, row in enumerate(chosen):
+                    holder[row], segments[k], slots[k] = todo.pop(0), 0, row
+                    segments[k] = holder[row]
+                rows = start(rows, slots, segments)
+                slots[:] = batch
+        index = np.asarray(rows.index)
+        deepest = max(index[r] for r in range(batch) if holder[r] is not None)
+        rows = run(rows, next(limit for limit in limits if limit > deepest))
+        active, index = np.asarray(rows.active), np.asarray(rows.index)
+        for row in range(batch):
+            if holder[row] is not None and not active[row]:
+                ids = row_result(np.asarray(rows.tokens[row]), index[row], rows.finished_end[row])
+                results[holder[row]], holder[row] = ids, None
+    lengths = []
+    for segment in range(count):
+        expected = alone(segment)
+        expected = expected[: expected.index(EOS) + 1] if EOS in expected else expected
+        assert results[segment] == expected, segment
+        lengths.append(len(expected))
+    assert len(set(lengths)) > 8 and max(lengths) > 16  # many lengths, several limits crossed

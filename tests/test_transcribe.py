@@ -188,3 +188,92 @@ def test_compilation_cache_in_the_user_cache(tiny_checkpoint, tmp_path):
     env["MT3_COMPILATION_CACHE"] = "on"
     subprocess.run(run, check=True, capture_output=True, env=env)
     assert any((home / "jax").iterdir())
+
+
+def test_continuous_batching_gives_the_ids_of_whole_batches(tiny_checkpoint):
+    """One stream of segments over several inputs, rows refilled as they end, gives every
+    segment the ids that whole batches give it (tests/test_decoding.py checks the search
+    itself on segments of many lengths)."""
+    from mt3.model.store import load_model
+
+    model = load_model(tiny_checkpoint)
+    rng = np.random.default_rng(0)
+    audios = [0.1 * rng.normal(size=int(s * 16000)).astype(np.float32) for s in (4.5, 1.0, 7.0)]
+    ids = {}
+    for continuous in (False, True):
+        options = TranscribeOptions(
+            batch_size=3, continuous=continuous, decode=DecodeOptions("mt3", max_length=40)
+        )
+        results = list(Transcriber(model, options).transcribe_many(audios))
+        assert [r.duration_seconds for r in results] == [4.5, 1.0, 7.0]
+        ids[continuous] = [[(t, s) for t, s in r.segments] for r in results]
+    assert ids[True] == ids[False]
+    assert [len(r) for r in ids[True]] == [3, 1, 4]
+
+
+def test_folders_file_lists_and_shards(tmp_path):
+    from mt3.infer import TranscribeError, expand_inputs, take_shard
+
+    for name in ("a/x.wav", "a/sub/y.flac", "a/notes.txt", "b.ogg"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    found = expand_inputs([tmp_path / "a", tmp_path / "b.ogg"])
+    assert [(p.relative_to(tmp_path).as_posix(), n.as_posix()) for p, n in found] == [
+        ("a/sub/y.flac", "sub/y"), ("a/x.wav", "x"), ("b.ogg", "b"),
+    ]  # fmt: skip
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"# corpus\n{tmp_path / 'b.ogg'}\n\n{tmp_path / 'a'}\n")
+    assert len(expand_inputs(files=listing)) == 3
+    shards = [take_shard(found, f"{i}/2") for i in range(2)]
+    assert sorted(shards[0] + shards[1]) == sorted(found) and not set(shards[0]) & set(shards[1])
+    for spec in ("2/2", "x", "1/0", "-1/3"):
+        with pytest.raises(TranscribeError, match="--shard takes I/N"):
+            take_shard(found, spec)
+    with pytest.raises(TranscribeError, match="no audio files"):
+        expand_inputs([_empty(tmp_path)])
+    with pytest.raises(TranscribeError, match="no input"):
+        expand_inputs([])
+
+
+def _empty(tmp_path):
+    (tmp_path / "empty").mkdir()
+    return tmp_path / "empty"
+
+
+def test_transcribe_a_folder_keeps_its_layout(tiny_checkpoint, tmp_path, run_cli):
+    for name in ("set/one.wav", "set/deeper/two.wav"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        write_clip(tmp_path / name, 1.5)
+    args = ["transcribe", tmp_path / "set", "--checkpoint", tiny_checkpoint, "-o", tmp_path / "out",
+            "--max-tokens", "6"]  # fmt: skip
+    status, out, err = run_cli(*args, "--shard", "0/2")
+    assert status == 0, err
+    written = [p.relative_to(tmp_path / "out") for p in (tmp_path / "out").rglob("*.mid")]
+    assert [p.as_posix() for p in written] == ["deeper/two.mid"]
+    status, out, err = run_cli(*args, "--skip-existing")
+    assert status == 0, err
+    assert "skipped" in out and (tmp_path / "out" / "one.mid").is_file()
+
+
+@pytest.mark.slow
+def test_released_weights_on_a_rendered_piano_piece(released_model, samples):
+    """Magenta's released weights transcribe 20 s of a MAESTRO performance rendered with the
+    General MIDI piano (onset F1 >= 0.9 against its MIDI), and continuous batching gives every
+    segment the ids of MT3's whole batches."""
+    from mt3.metrics import score
+    from mt3.model.store import load_model
+    from mt3.notes import read_midi
+    from mt3.render import render_notes
+
+    midi = next((samples("maestro") / "2018").glob("*.midi"))
+    notes = read_midi(midi).notes
+    notes = notes.select(notes.end < 20.0)
+    audio = render_notes(notes, 16000).mean(axis=1).astype(np.float32)
+    model = load_model(released_model)
+    results = {}
+    for continuous in (True, False):
+        options = TranscribeOptions(batch_size=8, continuous=continuous)
+        results[continuous] = Transcriber(model, options).transcribe(audio)
+    onset_f1 = score(notes, results[True].notes)["Onset F1"]
+    assert onset_f1 >= 0.9, onset_f1
+    assert results[True].segments == results[False].segments

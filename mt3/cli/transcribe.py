@@ -16,12 +16,18 @@ examples:
   mt3 transcribe band.wav --checkpoint ckpt --instruments piano,bass,drums
   mt3 transcribe take.wav --checkpoint ckpt --reference take.mid --format midi,png
   mt3 transcribe piano.wav --checkpoint runs/demo       (a training workdir: its latest step)
+  mt3 transcribe recordings/ -o midi/ --checkpoint ckpt   (every audio file below recordings/)
+  mt3 transcribe --files corpus.txt -o out/ --shard 3/16 --skip-existing --checkpoint ckpt
 
 Any length of audio works: files are read in blocks and cut into 2.048 s segments (4.096 s for
-ismir2021) that are decoded in batches. Output files are named after each input; -o is a folder, or
-with one input a .mid path. An output never replaces an input; existing outputs are an error
-unless --overwrite (replace them) or --skip-existing (resume a folder job). --format wav renders
-the transcription with a General MIDI soundfont so you can listen to it beside the original.
+ismir2021). The segments of all inputs form one stream through the device: a batch row whose
+segment ended takes the next one at once (--batch-size rows; by default 32 on a CPU, 256 on an
+accelerator, fewer for short jobs). Output files are named after each input (a folder's files by
+their path inside it); -o is a folder, or with one input a .mid path. For a corpus, --shard I/N
+gives this process every N-th file from the I-th (I = 0..N-1), e.g. one per job of an array, and
+--skip-existing resumes after preemption. An output never replaces an input; existing outputs
+are an error unless --overwrite (replace them) or --skip-existing. --format wav renders the
+transcription with a General MIDI soundfont so you can listen to it beside the original.
 --dump-tokens writes the raw decoded ids per segment.
 """
 
@@ -30,13 +36,18 @@ def register(subparsers) -> None:
     parser = command_parser(
         subparsers, "transcribe", "audio -> MIDI with instruments", __doc__, EPILOG
     )
-    parser.add_argument("audio", nargs="+", help="wav, flac, ogg, mp3, ... files")
+    parser.add_argument(
+        "audio", nargs="*", help="wav, flac, ogg, mp3, ... files, or folders (searched recursively)"
+    )
+    parser.add_argument("--files", metavar="LIST", help="a text file of audio paths, one a line")
+    parser.add_argument("--shard", metavar="I/N", help="transcribe every N-th input from the I-th")
     parser.add_argument("-o", "--output", default=".", help="output folder, or a .mid path")
     parser.add_argument(
         "--checkpoint", help="an mt3 checkpoint folder (see convert-checkpoint) or a training run"
     )
     add_variant(parser, "--model-config", default=None, help="the checkpoint's variant, checked")
-    parser.add_argument("--batch-size", type=int, default=8, help="segments per device call")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="segments decoded at once (default: from the device)")  # fmt: skip
     parser.add_argument("--format", default="midi", help=f"comma list of: {formats_help()}")
     parser.add_argument("--dump-tokens", help="write decoded ids per segment to this JSON file")
     parser.add_argument("--decode", default="mt3", choices=["mt3", "greedy", "beam"],
@@ -54,26 +65,36 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from mt3.infer import TranscribeOptions, output_bases, transcribe_files
+    from tqdm import tqdm
+
+    from mt3.infer import (
+        TranscribeOptions,
+        expand_inputs,
+        output_bases,
+        take_shard,
+        transcribe_files,
+    )
     from mt3.model.decoding import DecodeOptions
     from mt3.outputs import parse_formats
 
     formats = parse_formats(args.format)
-    bases = output_bases(args.audio, args.output)
+    inputs = take_shard(expand_inputs(args.audio, args.files), args.shard)
+    paths = [path for path, _ in inputs]
+    bases = output_bases(paths, args.output, [name for _, name in inputs])
     options = TranscribeOptions(
         batch_size=args.batch_size,
         decode=DecodeOptions(mode=args.decode, num_beams=args.beams, max_length=args.max_tokens),
         instruments=args.instruments,
     )
     for audio, written, result in transcribe_files(
-        args.audio, bases, args.checkpoint, options, formats,
+        paths, bases, args.checkpoint, options, formats,
         variant=args.variant, dump_tokens=args.dump_tokens, reference=args.reference,
         overwrite=args.overwrite, skip_existing=args.skip_existing,
     ):  # fmt: skip
         if result is None:
-            print(f"{audio}: skipped, its outputs exist ({', '.join(map(str, written))})")
+            tqdm.write(f"{audio}: skipped, its outputs exist ({', '.join(map(str, written))})")
             continue
-        print(
+        tqdm.write(
             f"{audio}: {len(result.notes)} notes, {result.duration_seconds:.1f} s -> "
             + ", ".join(str(Path(p)) for p in written)
         )

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -248,3 +248,144 @@ def instrument_logit_bias(
         first_pitch, last_pitch = vocab.id_range("pitch")
         bias[first_pitch : last_pitch + 1] = FORBIDDEN
     return bias
+
+
+# ----------------------------------------------------------------------------------------------
+# Continuous batching: one search per row, rows refilled as they finish
+
+
+class Rows(NamedTuple):
+    """The search state of B rows, each decoding its own segment (``row_steps``).
+
+    ``tokens`` [B, max_length + 1]: the live sequence after the start token 0; ``index`` [B]: the
+    position of each row's last token; ``active`` [B]: still searching; ``live_logprob`` [B];
+    ``finished_score`` [B] and ``finished_end`` [B]: the best "prefix + EOS" candidate so far, as
+    its score and the position of its EOS (0: none yet). With one beam the live sequence only
+    grows, so a finished candidate is always ``tokens[1:finished_end] + [EOS]``.
+    """
+
+    tokens: jax.Array
+    index: jax.Array
+    active: jax.Array
+    live_logprob: jax.Array
+    finished_score: jax.Array
+    finished_end: jax.Array
+    cache: Any
+
+
+def empty_rows(batch_size: int, max_length: int, cache) -> Rows:
+    """B free rows (nothing active) around a decoder cache of batch size B."""
+    return Rows(
+        tokens=jnp.zeros((batch_size, max_length + 1), jnp.int32),
+        index=jnp.zeros(batch_size, jnp.int32),
+        active=jnp.zeros(batch_size, bool),
+        live_logprob=jnp.zeros(batch_size, jnp.float32),
+        finished_score=jnp.full(batch_size, NEG_INF, jnp.float32),
+        finished_end=jnp.zeros(batch_size, jnp.int32),
+        cache=cache,
+    )
+
+
+def start_rows(rows: Rows, slots: jax.Array, cache) -> Rows:
+    """Rows ``slots`` [A] start new segments (a slot equal to B is ignored); ``cache`` holds
+    their encoder keys/values already."""
+
+    def put(x, value):
+        return x.at[slots].set(value, mode="drop")
+
+    return Rows(
+        tokens=put(rows.tokens, 0),
+        index=put(rows.index, 0),
+        active=put(rows.active, True),
+        live_logprob=put(rows.live_logprob, 0.0),
+        finished_score=put(rows.finished_score, NEG_INF),
+        finished_end=put(rows.finished_end, 0),
+        cache=cache,
+    )
+
+
+def row_steps(
+    rows_to_logits,
+    rows: Rows,
+    num_steps: int,
+    limit: int,
+    options: DecodeOptions,
+    *,
+    eos_id: int = EOS_ID,
+    logit_bias=None,
+) -> Rows:
+    """Up to ``num_steps`` search steps of every active row, each at its own position.
+
+    ``rows_to_logits(tokens [B], cache, positions [B], limit) -> (logits [B, V], cache)``.
+    Stops early when no row is active or an active row reached ``limit`` (the caller then runs
+    the next call with a larger limit). Each row follows exactly the search of ``decode``: mode
+    'mt3' is ``beam_search(num_beams=1)`` row by row (a row that can no longer change its result
+    stops, as the batched search's rows do in effect), 'greedy' is ``greedy_decode``.
+    """
+    if options.mode not in ("mt3", "greedy"):
+        raise DecodeError("continuous batching runs the 'mt3' and 'greedy' searches only")
+    max_length = options.max_length
+    batch = rows.tokens.shape[0]
+    row_ids = jnp.arange(batch)
+    min_penalty = brevity_penalty(options.alpha, max_length + 1)
+
+    def cond(state):
+        count, rows = state
+        inside = jnp.all(~rows.active | (rows.index < limit))
+        return (count < num_steps) & jnp.any(rows.active) & inside
+
+    def body(state):
+        count, rows = state
+        active = rows.active
+        index = jnp.where(active, rows.index, 0)  # idle rows compute at position 0, unused
+        last = rows.tokens[row_ids, index]
+        logits, cache = rows_to_logits(last, rows.cache, index, limit)
+        if logit_bias is not None:
+            logits = logits + logit_bias
+        live_logprob, finished_score = rows.live_logprob, rows.finished_score
+        if options.mode == "greedy":
+            chosen = jnp.argmax(logits, axis=-1).astype(jnp.int32)
+            ended = active & (chosen == eos_id)
+            finished_end = jnp.where(ended, index + 1, rows.finished_end)
+            searching = ~ended
+        else:
+            log_probs = jax.nn.log_softmax(logits.astype(jnp.float32)) + live_logprob[:, None]
+            top_log_probs, top_ids = jax.lax.top_k(log_probs, 2)
+            top_ids = top_ids.astype(jnp.int32)
+            is_eos = top_ids == eos_id
+            pick = jnp.argmax(top_log_probs + is_eos * NEG_INF, axis=-1)  # best non-EOS
+            chosen = top_ids[row_ids, pick]
+            live_logprob = jnp.where(active, top_log_probs[row_ids, pick], live_logprob)
+            scores = top_log_probs / brevity_penalty(options.alpha, index + 1)[:, None]
+            scores = scores + (~is_eos) * NEG_INF
+            merged = jnp.concatenate([rows.finished_score[:, None], scores], axis=1)
+            best = jnp.argmax(merged, axis=-1)  # ties keep the older candidate, as top_k does
+            replaced = active & (best > 0)
+            finished_score = jnp.where(replaced, merged[row_ids, best], finished_score)
+            finished_end = jnp.where(replaced, index + 1, rows.finished_end)
+            can_improve = ~(finished_end > 0) | ~(finished_score > live_logprob / min_penalty)
+            searching = can_improve
+        position = index + 1
+        kept = rows.tokens[row_ids, position]
+        tokens = rows.tokens.at[row_ids, position].set(jnp.where(active, chosen, kept))
+        new_index = jnp.where(active, position, rows.index)
+        rows = Rows(
+            tokens=tokens,
+            index=new_index,
+            active=active & searching & (new_index < max_length),
+            live_logprob=live_logprob,
+            finished_score=finished_score,
+            finished_end=finished_end,
+            cache=cache,
+        )
+        return count + 1, rows
+
+    return jax.lax.while_loop(cond, body, (jnp.int32(0), rows))[1]
+
+
+def row_result(tokens: np.ndarray, index: int, finished_end: int, eos_id: int = EOS_ID):
+    """The ids of a row that stopped, as ``decode`` returns them up to EOS: the finished
+    candidate, or the live sequence when none finished."""
+    if finished_end > 0:
+        return [*np.asarray(tokens[1:finished_end]).tolist(), eos_id]
+    return np.asarray(tokens[1 : index + 1]).tolist()

@@ -131,11 +131,24 @@ def load_params(path: str | os.PathLike, step: int | None = None) -> tuple[Model
 def load_model(path: str | os.PathLike, step: int | None = None) -> Transformer:
     """The network of a model folder, or of a training run at its latest (or a given) step."""
     config, params = load_params(path, step)
-    model = Transformer(config, rngs=nnx.Rngs(0))
-    state = nnx.state(model, nnx.Param)
-    nnx.replace_by_pure_dict(state, params)
-    nnx.update(model, state)
-    return model
+    return build_model(config, params)
+
+
+def build_model(config: ModelConfig, params: dict) -> Transformer:
+    """The network with the given parameters, without first drawing random ones (which takes
+    longer than reading the checkpoint): the module tree is traced abstractly, the parameters
+    are put in, and the dropout generators get fresh keys as ``nnx.Rngs(0)`` would."""
+    abstract = nnx.eval_shape(lambda: Transformer(config, rngs=nnx.Rngs(0)))
+    graphdef, param_state, rest = nnx.split(abstract, nnx.Param, ...)
+    nnx.replace_by_pure_dict(param_state, params)
+
+    def concrete(leaf):
+        if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            count = int(np.prod(leaf.shape))
+            return jax.random.split(jax.random.key(0), count).reshape(leaf.shape)
+        return jax.numpy.zeros(leaf.shape, leaf.dtype)
+
+    return nnx.merge(graphdef, param_state, jax.tree.map(concrete, rest))
 
 
 class RunCheckpoints:

@@ -364,6 +364,41 @@ class Decoder(nnx.Module):
         cache = cache._replace(self_keys=tuple(self_keys), self_values=tuple(self_values))
         return self.head(y, deterministic=True)[:, 0], cache
 
+    def decode_rows(self, tokens: jax.Array, cache: DecodeCache, positions: jax.Array, limit: int):
+        """``decode_step`` with a position per row (continuous batching: each row decodes its own
+        segment, started whenever that row became free). ``positions`` [B] < ``limit`` (static):
+        every row writes its keys/values at its own position and attends to the chunks below
+        ``limit``, masked beyond its position. Logits float32 [B, vocab]; the updated cache."""
+        y = self.embed(tokens[:, None], positions[:, None])
+        chunk_length = cache.self_keys[0][0].shape[2]
+        chunks = -(-limit // chunk_length)
+        used = sum(chunk.shape[2] for chunk in cache.self_keys[0][:chunks])
+        visible = jnp.arange(used)[None, :] <= positions[:, None]
+        self_bias = jnp.where(visible, 0.0, NEG_BIAS)[:, None, None, :]
+        rows = jnp.arange(tokens.shape[0])
+        which, offset = positions // chunk_length, positions % chunk_length
+
+        def write(chunks_of_layer, new):  # new [B, H, 1, D] at each row's own position
+            updated = list(chunks_of_layer)
+            for c in range(chunks):  # rows whose position is in another chunk write nowhere
+                at = jnp.where(which == c, offset, updated[c].shape[2])
+                updated[c] = updated[c].at[rows, :, at].set(new[:, :, 0], mode="drop")
+            return tuple(updated)
+
+        self_keys, self_values = [], []
+        for i, layer in enumerate(self.layers()):
+            h = layer.pre_self_attention_layer_norm(y)
+            new_keys, new_values = layer.self_attention.project_kv(h)
+            keys = write(cache.self_keys[i], new_keys)
+            values = write(cache.self_values[i], new_values)
+            self_keys.append(keys)
+            self_values.append(values)
+            self_kv = (keys[:chunks], values[:chunks])
+            cross_kv = (cache.cross_keys[i], cache.cross_values[i])
+            y = layer(y, self_kv, self_bias, cross_kv, None, deterministic=True)
+        cache = cache._replace(self_keys=tuple(self_keys), self_values=tuple(self_values))
+        return self.head(y, deterministic=True)[:, 0], cache
+
 
 class Transformer(nnx.Module):
     """MT3's encoder-decoder. ``Transformer(config, rngs=nnx.Rngs(0))``."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 
+from mt3.audio import AUDIO_SUFFIXES, find_audio
 from mt3.data.datasets import (
     SKIP_INCOMPLETE,
     Dataset,
@@ -20,7 +21,6 @@ from mt3.data.datasets import (
 from mt3.data.records import Record
 from mt3.notes import read_midi
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".aiff", ".aif")
 SPLITS = ("train", "validation", "test", "auto")
 
 
@@ -32,7 +32,7 @@ def find_recordings(raw, split="train", validation_fraction=0.1, skip_incomplete
         raise DatasetLayoutError(
             f"--validation-fraction must be in [0, 1), got {validation_fraction}"
         )
-    audio = sorted(p for p in raw.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+    audio = find_audio(raw)
     if not audio:
         raise DatasetLayoutError(f"{raw}: no audio files ({', '.join(AUDIO_SUFFIXES)})")
     items, missing, seen = [], [], {}
