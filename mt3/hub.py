@@ -266,7 +266,7 @@ def check_structure(folder: Path, name: str) -> None:
 def _fetch(url: str, part: Path, bar, attempts: int = ATTEMPTS) -> str | None:
     """Download ``url`` into ``part``, resuming what is there with a Range request, retrying a
     dropped connection; returns the server's base64 MD5 (``x-goog-hash``) when it sent one."""
-    last = None
+    last = md5 = None
     for attempt in range(attempts):
         if attempt:
             time.sleep(min(0.25 * 2**attempt, 8.0))
@@ -280,7 +280,8 @@ def _fetch(url: str, part: Path, bar, attempts: int = ATTEMPTS) -> str | None:
                     bar.update(-have)
                     have = 0
                 total = _total_size(response, have)
-                md5 = _goog_md5(response.headers.get("x-goog-hash", ""))
+                if response.status == 200:  # the whole object's MD5 (composite objects have none)
+                    md5 = _goog_md5(response.headers.get("x-goog-hash", ""))
                 with open(part, "ab" if have else "wb") as out:
                     while block := response.read(BLOCK_BYTES):
                         out.write(block)
@@ -292,7 +293,7 @@ def _fetch(url: str, part: Path, bar, attempts: int = ATTEMPTS) -> str | None:
             return md5
         except urllib.error.HTTPError as error:
             if error.code == 416 and have:  # asked beyond the end: the part is already whole
-                return None
+                return md5
             if error.code in (403, 404):
                 raise DownloadError(f"{url}: HTTP {error.code} {error.reason}") from None
             last = f"HTTP {error.code} {error.reason}"
@@ -349,7 +350,7 @@ def _progress_bar(total: int | None, name: str):
 
     return tqdm(
         total=total, desc=f"download {name}", unit="B", unit_scale=True, unit_divisor=1024,
-        file=sys.stderr, disable=None, leave=False,
+        file=sys.stderr, leave=False,
     )  # fmt: skip
 
 
@@ -359,8 +360,8 @@ def _verify(path: Path, file: str, expected: Expected | None, md5: str | None) -
     if expected is not None and (sha256, size) != (expected.sha256, expected.size):
         raise DownloadError(
             f"{file}: sha256 {sha256[:16]}... ({size} bytes) differs from the released file's "
-            f"{expected.sha256[:16]}... ({expected.size} bytes); the copy is damaged or not the "
-            "release. Nothing was kept; try again"
+            f"{expected.sha256[:16]}... ({expected.size} bytes): the copy is damaged or is not "
+            "the release; nothing was installed"
         )
     if md5 is not None and _md5_base64(path) != md5:
         raise DownloadError(f"{file}: MD5 differs from the server's x-goog-hash; try again")
@@ -419,30 +420,45 @@ def download(
         name = name or detect_release(source)
     name = _check_name(name or "mt3")
     final = model_dir(name)
-    if final.exists() and not overwrite:
+    if (final / RELEASE_FILE).is_file() and not overwrite:
         log(f"{name}: already in the cache at {final} (--overwrite fetches it again)")
         return final
-    manifest = read_manifest(name)
+    if final.exists() and not overwrite:
+        raise DownloadError(f"{final}: not made by `mt3 download`; --overwrite replaces it")
+    _check_space(final.parent, manifest := read_manifest(name), source is None)
     with _lock(name):
-        downloads = cache_home() / "downloads" / name
-        if source is None:
-            downloads.mkdir(parents=True, exist_ok=True)
-            log(f"{name}: {base_url.rstrip('/')}/{name}/ -> {downloads}")
-            try:
-                hashes = _download_files(name, base_url, downloads, manifest)
-            except InterruptedDownload:  # keep what arrived: the next run resumes
-                raise
-            except DownloadError:  # bad data: keep nothing
-                shutil.rmtree(downloads, ignore_errors=True)
-                raise
-            t5x = downloads
-        else:
-            t5x = source
+        if source is not None:
             hashes = _verify_folder(source, name, manifest)
-        model = _install(name, t5x, hashes, manifest, str(source or base_url), overwrite, log)
-        if source is None:
+            return _install(name, source, hashes, manifest, str(source), overwrite, log)
+        downloads = cache_home() / "downloads" / name
+        downloads.mkdir(parents=True, exist_ok=True)
+        log(f"{name}: {base_url.rstrip('/')}/{name}/ -> {downloads}")
+        try:
+            hashes = _download_files(name, base_url, downloads, manifest)
+            model = _install(name, downloads, hashes, manifest, base_url, overwrite, log)
+        except InterruptedDownload:  # keep what arrived: the next run resumes
+            raise
+        except KeyboardInterrupt:
+            log(f"{name}: interrupted; run the same command again to resume")
+            raise
+        except DownloadError:  # bad data: keep nothing
             shutil.rmtree(downloads, ignore_errors=True)
+            raise
+        shutil.rmtree(downloads, ignore_errors=True)
     return model
+
+
+def _check_space(folder: Path, manifest, downloading: bool) -> None:
+    """Room for the download (if any) and the converted model (float32, ~175 MB)."""
+    release = sum(e.size for e in manifest.values()) if manifest else 180 << 20
+    needed = (release if downloading else 0) + (190 << 20)
+    probe = next((p for p in [folder, *folder.parents] if p.exists()), Path("/"))
+    free = shutil.disk_usage(probe).free
+    if free < needed:
+        raise DownloadError(
+            f"{probe}: {free >> 20} MB free, the model needs about {needed >> 20} MB; free some "
+            "space or move the cache with MT3_HOME"
+        )
 
 
 def _verify_folder(folder: Path, name: str, manifest) -> dict[str, str]:

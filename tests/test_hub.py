@@ -4,6 +4,8 @@ converted into the user cache, and found by `mt3 transcribe` without --checkpoin
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import http.server
 import json
 import os
@@ -34,10 +36,12 @@ class Bucket:
     """A local stand-in for https://storage.googleapis.com/mt3/checkpoints: serves
     ``/<name>/<file>`` from ``folders[name]`` with Range support. ``drop`` names files whose first
     full response stops half-way (the connection is closed); ``corrupt`` names files served with
-    one byte changed. Every request is recorded as (path, Range header)."""
+    one byte changed (the bucket's ``x-goog-hash`` MD5, sent with ``goog_hash``, is the
+    original's). Every request is recorded as (path, Range header)."""
 
-    def __init__(self, folders: dict[str, Path], drop=(), corrupt=()):
+    def __init__(self, folders: dict[str, Path], drop=(), corrupt=(), goog_hash=False):
         self.folders, self.drop, self.corrupt = folders, set(drop), set(corrupt)
+        self.goog_hash = goog_hash
         self.requests: list[tuple[str, str | None]] = []
         bucket = self
 
@@ -50,6 +54,7 @@ class Bucket:
                     self.send_error(404)
                     return
                 data = bytearray(path.read_bytes())
+                md5 = base64.b64encode(hashlib.md5(data).digest()).decode()
                 if file in bucket.corrupt:
                     data[len(data) // 2] ^= 0xFF
                 start = 0
@@ -63,6 +68,8 @@ class Bucket:
                 else:
                     self.send_response(200)
                 self.send_header("Content-Length", str(len(data) - start))
+                if bucket.goog_hash:
+                    self.send_header("x-goog-hash", f"crc32c=AAAAAA==,md5={md5}")
                 self.end_headers()
                 body = bytes(data[start:])
                 if file in bucket.drop and start == 0:
@@ -137,10 +144,23 @@ def test_a_corrupted_file_is_refused_and_nothing_is_kept(home, release, bucket, 
     server = bucket({"mt3": release}, corrupt={bad})
     status, _, err = run_cli("download", "mt3", "--url", server.url)
     assert status == 2
-    assert err.startswith(f"mt3 download: error: {bad}: sha256 ") and err.count("\n") == 1
+    assert err.splitlines()[-1].startswith(f"mt3 download: error: {bad}: sha256 ")
+    assert err.count("\n") == 1  # the progress bar, then one line
     assert not (home / "models" / "mt3").exists()
     assert not (home / "downloads" / "mt3").exists()
     assert not list((home / "models").glob(".mt3*"))
+
+
+def test_without_published_hashes_the_servers_md5_is_checked(home, release, bucket, monkeypatch):
+    """ismir2021's way (no shipped sha256), tried on the mt3 files: a file damaged in transit
+    differs from the bucket's x-goog-hash MD5 and nothing is kept."""
+    monkeypatch.setattr(hub, "read_manifest", lambda name: None)
+    bad = sorted(hub.release_files("mt3"))[5]
+    server = bucket({"mt3": release}, corrupt={bad}, goog_hash=True)
+    with pytest.raises(hub.DownloadError, match=f"{bad}: MD5 differs"):
+        hub.download("mt3", base_url=server.url, log=lambda _: None)
+    assert not (home / "models" / "mt3").exists()
+    assert not (home / "downloads" / "mt3").exists()
 
 
 def test_an_interrupted_run_resumes_on_the_next_run(home, tmp_path, bucket, monkeypatch):
@@ -183,6 +203,8 @@ def test_download_from_a_folder_installs_it_once(home, release, run_cli):
     assert hub.cached_models()["mt3"] == home / "models" / "mt3"
     status, out, _ = run_cli("download", "--from", release)  # again: kept, nothing redone
     assert status == 0 and "already in the cache" in out
+    status, _, err = run_cli("download", "ismir2021", "--from", release)
+    assert status == 2 and "wrong shape for ismir2021" in err
 
 
 def test_download_from_an_incomplete_folder_names_the_missing_file(
