@@ -412,6 +412,10 @@ def download(
     """
     if source is not None:
         source = Path(source)
+        if (source / "config.json").is_file() and not (source / CHECKPOINT_FILE).exists():
+            raise DownloadError(
+                f"--from {source}: already a converted model; use it with --checkpoint {source}"
+            )
         if not (source / CHECKPOINT_FILE).is_file():
             raise DownloadError(
                 f"--from {source}: no T5X 'checkpoint' file there; give the folder of the "

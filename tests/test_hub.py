@@ -37,11 +37,12 @@ class Bucket:
     ``/<name>/<file>`` from ``folders[name]`` with Range support. ``drop`` names files whose first
     full response stops half-way (the connection is closed); ``corrupt`` names files served with
     one byte changed (the bucket's ``x-goog-hash`` MD5, sent with ``goog_hash``, is the
-    original's). Every request is recorded as (path, Range header)."""
+    original's); ``ranges=False`` ignores Range headers, as simple servers do. Every request is
+    recorded as (path, Range header)."""
 
-    def __init__(self, folders: dict[str, Path], drop=(), corrupt=(), goog_hash=False):
+    def __init__(self, folders: dict[str, Path], drop=(), corrupt=(), goog_hash=False, ranges=True):
         self.folders, self.drop, self.corrupt = folders, set(drop), set(corrupt)
-        self.goog_hash = goog_hash
+        self.goog_hash, self.ranges = goog_hash, ranges
         self.requests: list[tuple[str, str | None]] = []
         bucket = self
 
@@ -58,7 +59,7 @@ class Bucket:
                 if file in bucket.corrupt:
                     data[len(data) // 2] ^= 0xFF
                 start = 0
-                if self.headers.get("Range"):
+                if self.headers.get("Range") and bucket.ranges:
                     start = int(self.headers["Range"].split("=")[1].rstrip("-"))
                     if start >= len(data):
                         self.send_error(416)
@@ -183,6 +184,12 @@ def test_an_interrupted_run_resumes_on_the_next_run(home, tmp_path, bucket, monk
     assert part.read_bytes() == (served / "blob").read_bytes()
     assert server.requests[-1] == ("/x/blob", "bytes=150000-")
 
+    plain = bucket({"x": served}, ranges=False)  # a server without Range: the file starts over
+    part.write_bytes(part.read_bytes()[:1000])
+    hub._fetch(f"{plain.url}/x/blob", part, Bar(), attempts=1)
+    assert part.read_bytes() == (served / "blob").read_bytes()
+    assert plain.requests == [("/x/blob", "bytes=1000-")]
+
 
 def test_ismir2021_without_hashes_checks_the_structure(home, release, bucket):
     """No published sha256 for ismir2021: a checkpoint of the wrong shape is still refused, from
@@ -219,6 +226,11 @@ def test_download_from_an_incomplete_folder_names_the_missing_file(
     assert not (home / "models" / "mt3").exists()
     status, _, err = run_cli("download", "--from", tmp_path)
     assert status == 2 and "no T5X 'checkpoint' file" in err
+
+
+def test_download_from_a_converted_model_points_to_checkpoint(home, tiny_checkpoint, run_cli):
+    status, _, err = run_cli("download", "--from", tiny_checkpoint)
+    assert status == 2 and f"use it with --checkpoint {tiny_checkpoint}" in err
 
 
 def test_transcribe_without_checkpoint_uses_the_cached_model(
