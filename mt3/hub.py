@@ -31,6 +31,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
+import errno
 import hashlib
 import http.client
 import json
@@ -62,7 +63,6 @@ RELEASE_FILE = "release.json"  # provenance, written into the converted model fo
 ATTEMPTS = 6  # per file, within one run; each resumes where the last stopped
 TIMEOUT_SECONDS = 60
 BLOCK_BYTES = 1 << 16
-GET_ONE = "get one with `mt3 download mt3` (or `mt3 download --from DIR` for a copy on disk)"
 
 
 class DownloadError(Mt3Error):
@@ -125,20 +125,13 @@ def default_checkpoint(variant: str | None = None) -> Path:
 def release_files(name: str) -> list[str]:
     """The release's file names, relative to its folder, derived from the parameter tree:
     ``checkpoint`` first, then ``target.<a.b.c>/.zarray`` and ``.../0.0`` per array of 2+ dims."""
-    flat = {}
-
-    def walk(node, prefix):
-        for key, value in node.items():
-            path = f"{prefix}.{key}" if prefix else str(key)
-            walk(value, path) if isinstance(value, dict) else flat.update({path: value})
-
-    walk(abstract_params(get_variant(_check_name(name))), "")
-    folders = sorted(f"target.{path}" for path, leaf in flat.items() if len(leaf.shape) >= 2)
+    folders = sorted(_expected_shapes(_check_name(name)))
     return [CHECKPOINT_FILE, *(f"{d}/{f}" for d in folders for f in (".zarray", CHUNK))]
 
 
 def _expected_shapes(name: str) -> dict[str, tuple[int, ...]]:
-    """{zarr folder name: shape} for the release's arrays of two or more dimensions."""
+    """{zarr folder name: shape} for the release's arrays of two or more dimensions (T5X keeps
+    the one-dimensional layer-norm scales inside ``checkpoint``)."""
     shapes = {}
 
     def walk(node, prefix):
@@ -305,6 +298,8 @@ def _fetch(url: str, part: Path, bar, attempts: int = ATTEMPTS) -> str | None:
                 ) from None
             last = str(error.reason)
         except (http.client.HTTPException, OSError) as error:  # dropped connection, timeout
+            if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EROFS):
+                raise DownloadError(f"{part}: cannot write ({error.strerror})") from None
             last = f"{type(error).__name__}: {error}"
     raise InterruptedDownload(
         f"{url}: download failed after {attempts} attempts ({last}); run the same command "
