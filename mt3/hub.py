@@ -114,8 +114,8 @@ def default_checkpoint(variant: str | None = None) -> Path:
             return model_dir(name)
     which = variant or "mt3"
     raise NoModelError(
-        f"no model: run `mt3 download {which}` once (or `mt3 download --from DIR` for a copy on "
-        f"disk), or pass --checkpoint DIR; models are kept in {models_dir()}"
+        f"no --checkpoint given and no downloaded model: run `mt3 download {which}` once (or "
+        f"`mt3 download --from DIR` for a copy on disk); models are kept in {models_dir()}"
     )
 
 

@@ -239,7 +239,7 @@ def test_transcribe_without_checkpoint_uses_the_cached_model(
     write_pair(tmp_path, "take", seconds=1.0)
     status, _, err = run_cli("transcribe", tmp_path / "take.flac", "-o", tmp_path / "out")
     assert status == 2
-    assert err.count("\n") == 1 and "no model: run `mt3 download mt3`" in err
+    assert err.count("\n") == 1 and "no downloaded model: run `mt3 download mt3` once" in err
 
     shutil.copytree(tiny_checkpoint, home / "models" / "mt3")  # as `mt3 download` leaves it
     (home / "models" / "mt3" / hub.RELEASE_FILE).write_text("{}")
