@@ -545,11 +545,10 @@ def transcribe_files(
     """
     from mt3.notes import read_midi
 
-    if checkpoint is None:
-        raise TranscribeError(
-            "no --checkpoint given: convert Magenta's released weights with "
-            "`mt3 convert-checkpoint`, or train one with `mt3 train`"
-        )
+    if checkpoint is None:  # the model `mt3 download` put in the cache
+        from mt3.hub import default_checkpoint
+
+        checkpoint = default_checkpoint(variant)
     planned = []
     for path, base in zip(paths, bases):
         outputs = output_paths(base, formats)

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Set up mt3 on a fresh Debian/Ubuntu machine: system packages, a virtual environment in .venv,
 # and the project with its pinned dependencies. Safe to run again; it only adds what is missing.
-#   bash scripts/setup.sh            # library + command line + test tools
+#   bash scripts/setup.sh            # library + command line + test tools + notebook runner
 #   MT3_EXTRAS=test,bench bash scripts/setup.sh   # also librosa for benchmarks/audio.py
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
-EXTRAS=${MT3_EXTRAS:-test}
+EXTRAS=${MT3_EXTRAS:-test,notebooks}
 
 need_apt=()
 command -v "$PYTHON" >/dev/null 2>&1 || need_apt+=(python3 python3-venv python3-pip)

@@ -71,6 +71,13 @@ def write_pair():
     return write
 
 
+@pytest.fixture(scope="session")
+def released_checkpoint():
+    """``released_checkpoint(name)``: Magenta's released T5X checkpoint in ../shared/checkpoints
+    (the files of gs://mt3/checkpoints/<name>)."""
+    return shared_folders("checkpoints")
+
+
 @pytest.fixture
 def slakh_tree(tmp_path, samples):
     """``slakh_tree(release)``: Track00001 of a Slakh release sample copied into

@@ -15,7 +15,7 @@ LAYERS = (
     ("mt3.events", "mt3.metrics", "mt3.spectrogram", "mt3.render", "mt3.pianoroll"),
     ("mt3.config", "mt3.outputs"),
     ("mt3.model", "mt3.model.t5", "mt3.model.decoding", "mt3.model.loss"),
-    ("mt3.model.store", "mt3.model.convert"),
+    ("mt3.model.store", "mt3.model.convert", "mt3.hub"),
     (
         "mt3.data",
         "mt3.data.records",

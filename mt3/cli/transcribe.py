@@ -10,7 +10,7 @@ from mt3.outputs import formats_help
 
 EPILOG = """\
 examples:
-  mt3 transcribe song.mp3 --checkpoint converted/mt3            -> ./song.mid
+  mt3 transcribe song.mp3                  -> ./song.mid  (the model of `mt3 download mt3`)
   mt3 transcribe a.wav b.flac -o out/ --format midi,png,wav --checkpoint converted/mt3
   mt3 transcribe piano.wav --checkpoint converted/ismir2021 --variant ismir2021
   mt3 transcribe band.wav --checkpoint ckpt --instruments piano,bass,drums
@@ -43,7 +43,9 @@ def register(subparsers) -> None:
     parser.add_argument("--shard", metavar="I/N", help="transcribe every N-th input from the I-th")
     parser.add_argument("-o", "--output", default=".", help="output folder, or a .mid path")
     parser.add_argument(
-        "--checkpoint", help="an mt3 checkpoint folder (see convert-checkpoint) or a training run"
+        "--checkpoint",
+        help="a model folder (convert-checkpoint) or a training run; default: the model that "
+        "`mt3 download` put in the cache",
     )
     add_variant(parser, "--model-config", default=None, help="the checkpoint's variant, checked")
     parser.add_argument("--batch-size", type=int, default=None,
