@@ -54,6 +54,16 @@ def _wav(transcription, path, **_):
     write_wav(render_notes(transcription.notes, RENDER_SAMPLE_RATE), RENDER_SAMPLE_RATE, path)
 
 
+def _sheet(fmt):
+    def write(transcription, path, *, title="", **_):
+        from mt3.notation import notate, write_sheet
+
+        name = Path(title).stem if title else Path(path).name.split(".")[0]
+        write_sheet(notate(transcription.notes, title=name), path, fmt)
+
+    return write
+
+
 WRITERS = {
     writer.name: writer
     for writer in (
@@ -61,6 +71,15 @@ WRITERS = {
         Writer("json", ".json", "the notes as JSON, with the decoder's counters", _json),
         Writer("png", ".png", "a piano roll (drawn over the reference, if any)", _png),
         Writer("wav", ".wav", "the transcription rendered with a General MIDI soundfont", _wav),
+        Writer(
+            "musicxml",
+            ".musicxml",
+            "sheet music: MusicXML with tempo, metre, key and parts",
+            _sheet("musicxml"),
+        ),  # fmt: skip
+        Writer("score-pdf", ".score.pdf", "sheet music engraved as PDF pages", _sheet("score-pdf")),
+        Writer("score-svg", ".score.svg", "sheet music as SVG pages", _sheet("score-svg")),
+        Writer("score-png", ".score.png", "sheet music as PNG pages", _sheet("score-png")),
     )
 }
 
@@ -81,7 +100,8 @@ def parse_formats(text: str, option: str = "--format", *, allow_empty: bool = Fa
 
 def output_paths(base: str | os.PathLike, formats) -> list[Path]:
     """The file each format writes for an output stem ``base``."""
-    return [Path(base).with_suffix(WRITERS[f].suffix) for f in formats]
+    stem = Path(base).with_suffix("")  # as with_suffix, which refuses two-part suffixes
+    return [stem.with_name(stem.name + WRITERS[f].suffix) for f in formats]
 
 
 def write_outputs(

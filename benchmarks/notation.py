@@ -1,0 +1,101 @@
+"""Sheet music from notes: tempo, metre and note positions on generated pieces.
+
+    python benchmarks/notation.py [--bars 16] [--seeds 1] [--midi FILE.mid --truth-bpm B ...]
+
+Generates pieces with a known grid (mt3.notation.testpieces: piano, string quartet and band with
+drums; 3/4 and 4/4 at 60-180 bpm, 2/4 and 6/8 (its tempo in dotted quarters) at 60-120;
+straight, swing (not in 2/4: swung 2/4 is 6/8), rubato +-8 % and a tempo change), notates them
+from their onsets alone (no tempo given), reads the MusicXML back with music21 and prints one row per piece and a summary: the tempo mark
+within 4 % of the truth (a tempo change needs both marks), the time signature, the share of notes
+at their exact grid position (up to a shift of whole bars) and the share in the right beat.
+Octave errors of the tempo (half or double) are counted apart: they are wrong, but a musician
+reads them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+
+import numpy as np
+
+from mt3.notation import notate
+from mt3.notation.grid import Metre
+from mt3.notation.score import Key
+from mt3.notation.testpieces import ENSEMBLES, generate_piece, read_back
+
+KEYS = (Key(0, "major"), Key(-2, "major"), Key(3, "major"), Key(0, "minor"), Key(-3, "minor"))
+
+
+def cases(seeds: int):
+    index = 0
+    for seed in range(seeds):
+        for metre in (Metre(4), Metre(3), Metre(2, compound=True), Metre(2)):
+            tempi = (60, 80, 100, 120, 140, 160, 180)
+            if metre.compound or metre.beats_per_bar == 2:
+                tempi = (60, 90, 120)
+            for bpm in tempi:
+                for variant in ("straight", "swing", "rubato"):
+                    if variant == "swing" and metre.beats_per_bar == 2:  # swung 2/4 is 6/8
+                        continue
+                    index += 1
+                    yield dict(
+                        seed=seed * 1000 + index, ensemble=ENSEMBLES[index % 3], bpm=bpm,
+                        metre=metre, key=KEYS[index % len(KEYS)], swing=variant == "swing",
+                        rubato=0.08 if variant == "rubato" else 0.0,
+                    ), variant  # fmt: skip
+        for bpm, new in ((80, 120), (140, 100)):
+            index += 1
+            yield dict(seed=seed * 1000 + index, ensemble=ENSEMBLES[index % 3], bpm=bpm,
+                       metre=Metre(4), tempo_change=(8, new)), "change"  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--bars", type=int, default=16)
+    parser.add_argument("--seeds", type=int, default=1)
+    args = parser.parse_args()
+    rows = []
+    header = (f"{'ensemble':8} {'metre':5} {'variant':8} {'bpm':>5} {'est':>11} {'tempo':5} "
+              f"{'metre':6} {'grid':>5} {'beat':>5} {'key':4} {'sec':>4}")  # fmt: skip
+    print(header)
+    print("-" * len(header))
+    for kwargs, variant in cases(args.seeds):
+        piece = generate_piece(bars=args.bars, **kwargs)
+        start = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            sheet = notate(piece.notes)
+            back = read_back(sheet.musicxml, piece)
+        seconds = time.perf_counter() - start
+        beat = piece.metre.beat_quarters
+        truth = [piece.bpm] + ([piece.tempo_change[1]] if piece.tempo_change else [])
+        estimated = [bpm / beat for _, bpm in back.tempos]
+        tempo_ok = len(estimated) == len(truth) and all(
+            abs(e / t - 1) <= 0.04 for e, t in zip(estimated, truth)
+        )
+        octave = not tempo_ok and abs(abs(np.log2(estimated[0] / truth[0])) - 1) < 0.06
+        metre_ok = back.signature == piece.metre.signature
+        key_ok = back.key == (piece.key.fifths, piece.key.mode)
+        rows.append((tempo_ok, octave, metre_ok, back.on_grid, back.on_beat, key_ok, variant))
+        est = "/".join(f"{e:.0f}" for e in estimated)
+        print(f"{kwargs['ensemble']:8} {piece.metre.signature:5} {variant:8} "
+              f"{'/'.join(f'{t:.0f}' for t in truth):>5} {est:>11} "
+              f"{'ok' if tempo_ok else 'x2' if octave else 'NO':5} "
+              f"{'ok' if metre_ok else back.signature:6} {back.on_grid:5.2f} {back.on_beat:5.2f} "
+              f"{'ok' if key_ok else 'NO':4} {seconds:4.1f}")  # fmt: skip
+    print()
+    print(f"{'variant':9} {'pieces':>6} {'tempo':>6} {'octave':>7} {'metre':>6} {'grid':>6} "
+          f"{'beat':>6} {'key':>6}")  # fmt: skip
+    for name in ("straight", "swing", "rubato", "change", "all"):
+        chosen = [r for r in rows if name in ("all", r[6])]
+        if not chosen:
+            continue
+        cols = np.array([r[:6] for r in chosen], float).mean(axis=0)
+        print(f"{name:9} {len(chosen):6d} {cols[0]:6.0%} {cols[1]:7.0%} {cols[2]:6.0%} "
+              f"{cols[3]:6.1%} {cols[4]:6.1%} {cols[5]:6.0%}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
