@@ -1,15 +1,15 @@
 """Sheet music from notes: tempo, metre and note positions on generated pieces.
 
-    python benchmarks/notation.py [--bars 16] [--seeds 1] [--midi FILE.mid --truth-bpm B ...]
+    python -m benchmarks.notation [--bars 16] [--seeds 1]
 
 Generates pieces with a known grid (mt3.notation.testpieces: piano, string quartet and band with
 drums; 3/4 and 4/4 at 60-180 bpm, 2/4 and 6/8 (its tempo in dotted quarters) at 60-120;
 straight, swing (not in 2/4: swung 2/4 is 6/8), rubato +-8 % and a tempo change), notates them
-from their onsets alone (no tempo given), reads the MusicXML back with music21 and prints one row per piece and a summary: the tempo mark
-within 4 % of the truth (a tempo change needs both marks), the time signature, the share of notes
-at their exact grid position (up to a shift of whole bars) and the share in the right beat.
-Octave errors of the tempo (half or double) are counted apart: they are wrong, but a musician
-reads them.
+from their onsets alone (no tempo given), reads the MusicXML back with music21 and prints one
+row per piece and a summary: the tempo mark within 4 % of the truth (a tempo change needs both
+marks), the time signature, the share of notes at their exact grid position (up to a shift of
+whole bars), the share in the right beat, and the key. Octave errors of the tempo (half or
+double) are counted apart: they are wrong, but a musician can still read them.
 """
 
 from __future__ import annotations
