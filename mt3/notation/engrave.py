@@ -45,6 +45,7 @@ def _require(module: str):
 def musicxml_to_svg_pages(musicxml: str) -> list[str]:
     """One SVG document per engraved page."""
     verovio = _require("verovio")
+    verovio.enableLog(verovio.LOG_ERROR)  # not its notes on how it read the MusicXML
     toolkit = verovio.toolkit()
     toolkit.setOptions({
         "pageWidth": PAGE_WIDTH, "pageHeight": PAGE_HEIGHT, "scale": SCALE_PERCENT,

@@ -207,8 +207,9 @@ def _track_beats(env: np.ndarray, period: np.ndarray, tightness: float = 30.0) -
         penalty = -tightness * np.log((t - prev) / p) ** 2
         candidates = best[prev] + penalty
         k = int(np.argmax(candidates))
-        best[t] = score[t] + candidates[k]
-        back[t] = prev[k]
+        if candidates[k] > 0:  # otherwise a chain of beats starts here
+            best[t] = score[t] + candidates[k]
+            back[t] = prev[k]
     # The last beat: the best cumulative score within the last period.
     tail = int(max(n - period[-1], 0))
     t = tail + int(np.argmax(best[tail:]))
@@ -342,20 +343,62 @@ def estimate_grid(notes: Notes) -> BeatGrid:
     bpm = float(np.median(60.0 / np.diff(beats)))
     metre, phase = _choose_metre(groups, ternary, bpm, beat_salience)
     if metre.compound and not ternary:  # beats were tracked at the eighth level: regroup by 3
-        downbeat = beats[phase]
         beats = _extend(beats[phase % 3 :: 3], first - 1e-3, end)
-        phase = int(np.argmin(np.abs(beats - downbeat))) % 2
-    # Beat 0 is a downbeat at or before the first onset.
+        beat_salience = _beat_salience(beats, notes, weights)
     bar = metre.beats_per_bar
-    for _ in range(bar):
-        beats = np.concatenate([[beats[0] - np.median(np.diff(beats[:5]))], beats])
-    phase += bar
-    tolerance = 0.1 * (beats[1] - beats[0])
-    candidates = [i for i in range(phase % bar, len(beats), bar) if beats[i] <= first + tolerance]
-    beats = beats[candidates[-1] if candidates else 0 :]
+    beats = _align_bars(beats, beat_salience, bar)
+    # Beat 0 is a downbeat at or before the first onset: whole bars before the first one found.
+    head = float(np.median(np.diff(beats[: bar + 1])))
+    while beats[0] > first + 0.1 * head:
+        beats = np.concatenate([beats[0] - head * np.arange(bar, 0, -1), beats])
+    while len(beats) > bar and beats[bar] <= first + 0.1 * head:
+        beats = beats[bar:]
     beats = _extend(beats, beats[0], end)
     last_onset = int(np.ceil(_extrapolated_interp(np.array([onsets.max()]), beats)[0]))
     return BeatGrid(beats, _tempo_marks(beats[: max(last_onset + 1, bar + 1)], metre), metre)
+
+
+def _align_bars(beats: np.ndarray, salience: np.ndarray, bar: int, penalty: float = 2.0):
+    """Beats from the first downbeat on, repaired so that every bar has ``bar`` beats.
+
+    Downbeats are chosen by dynamic programming over the beats: each bar normally ``bar`` beats
+    long, one beat shorter or longer at a cost of ``penalty`` (in units of the mean salience), so
+    that a beat the tracker inserted or dropped (at a tempo change, say) shifts the bar lines
+    only where it happened. Such a bar then loses its most crowded beat or gains one in its
+    longest gap.
+    """
+    s = salience / (salience.mean() + 1e-9)
+    n = len(beats)
+    best = np.full(n, -np.inf)
+    back = np.full(n, -1)
+    for i in range(n):
+        if i <= bar:
+            best[i] = s[i]
+        for length in (bar - 1, bar, bar + 1):
+            j = i - length
+            if length < 1 or j < 0 or not np.isfinite(best[j]):
+                continue
+            value = best[j] + s[i] - (penalty if length != bar else 0.0)
+            if value > best[i]:
+                best[i], back[i] = value, j
+    last = n - 1 - bar + int(np.argmax(best[n - 1 - bar :])) if n > bar else int(np.argmax(best))
+    downbeats = [last]
+    while back[downbeats[-1]] >= 0:
+        downbeats.append(int(back[downbeats[-1]]))
+    downbeats = downbeats[::-1]
+    out = []
+    for d, e in zip(downbeats[:-1], downbeats[1:]):
+        inside = list(beats[d:e])
+        if len(inside) == bar + 1:  # one beat too many: drop the one that evens the bar most
+            spreads = [np.std(np.diff(np.delete(beats[d : e + 1], k))) for k in range(1, bar + 1)]
+            del inside[1 + int(np.argmin(spreads))]
+        elif len(inside) == bar - 1:  # one too few: split the longest gap
+            gaps = np.diff(beats[d : e + 1])
+            k = int(np.argmax(gaps))
+            inside.insert(k + 1, beats[d + k] + gaps[k] / 2)
+        out.extend(inside)
+    out.extend(beats[downbeats[-1] :])
+    return np.array(out) if len(out) >= 2 else beats
 
 
 def _choose_metre(groups, ternary: bool, bpm: float, salience) -> tuple[Metre, int]:
