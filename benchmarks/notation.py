@@ -28,9 +28,9 @@ from mt3.notation.testpieces import ENSEMBLES, generate_piece, read_back
 KEYS = (Key(0, "major"), Key(-2, "major"), Key(3, "major"), Key(0, "minor"), Key(-3, "minor"))
 
 
-def cases(seeds: int):
+def cases(seeds: int, first_seed: int = 0):
     index = 0
-    for seed in range(seeds):
+    for seed in range(first_seed, first_seed + seeds):
         for metre in (Metre(4), Metre(3), Metre(2, compound=True), Metre(2)):
             tempi = (60, 80, 100, 120, 140, 160, 180)
             if metre.compound or metre.beats_per_bar == 2:
@@ -51,17 +51,40 @@ def cases(seeds: int):
                        metre=Metre(4), tempo_change=(8, new)), "change"  # fmt: skip
 
 
+def write_examples(folder: str) -> None:
+    """PNG pages of three generated pieces, to look at."""
+    from pathlib import Path
+
+    from mt3.notation import write_sheet
+
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    examples = {
+        "piano": dict(ensemble="piano", bpm=88, metre=Metre(3), key=Key(-3, "major")),
+        "quartet": dict(ensemble="quartet", bpm=72, metre=Metre(4), key=Key(2, "minor")),
+        "band": dict(ensemble="band", bpm=132, metre=Metre(4), key=Key(1, "major"), swing=True),
+    }
+    for name, kwargs in examples.items():
+        piece = generate_piece(11, bars=12, **kwargs)
+        path = Path(folder) / f"{name}.score.png"
+        write_sheet(notate(piece.notes, title=f"Generated {name}"), path, "score-png")
+        print(f"wrote {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bars", type=int, default=16)
     parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--first-seed", type=int, default=0, help="for a set not tuned on")
+    parser.add_argument("--pages", help="write example PNG pages here")
     args = parser.parse_args()
+    if args.pages:
+        write_examples(args.pages)
     rows = []
     header = (f"{'ensemble':8} {'metre':5} {'variant':8} {'bpm':>5} {'est':>11} {'tempo':5} "
               f"{'metre':6} {'grid':>5} {'beat':>5} {'key':4} {'sec':>4}")  # fmt: skip
     print(header)
     print("-" * len(header))
-    for kwargs, variant in cases(args.seeds):
+    for kwargs, variant in cases(args.seeds, args.first_seed):
         piece = generate_piece(bars=args.bars, **kwargs)
         start = time.perf_counter()
         with warnings.catch_warnings():

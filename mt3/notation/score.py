@@ -167,19 +167,25 @@ def _order(program: int, is_drum: bool) -> tuple:
 
 
 def _legato(onsets, ends, raw_ends, metre):
-    """Offsets near the next onset of the staff move onto it (transcribed and played notes
-    end a little early or late); every note lasts at least one grid step."""
+    """Offsets near a later onset of the staff move onto it (played and transcribed notes end a
+    little early, sometimes late): the first onset from a tenth of a beat before the offset to
+    a third of a beat after it, else the last one up to a third of a beat before it. Every note
+    lasts at least one grid step."""
     beat_ql = Fraction(metre.beat_quarters).limit_denominator(2)
-    later = np.array(sorted({float(o) for o in onsets}) + [np.inf])
+    beat = float(beat_ql)
+    later = np.array(sorted({float(o) for o in onsets}))
     exact = {float(o): o for o in onsets}
+    step = beat_ql / max(metre.subdivisions)
     out = []
     for onset, end, raw in zip(onsets, ends, raw_ends):
-        i = np.searchsorted(later, float(onset), side="right")
-        j = i + int(np.argmin(np.abs(later[i:] - raw))) if i < len(later) - 1 else None
-        step = beat_ql / max(metre.subdivisions)
-        if j is not None and abs(later[j] - raw) <= max(0.3 * float(beat_ql),
-                                                        0.3 * (raw - float(onset))):  # fmt: skip
-            end = exact[later[j]]
+        after = later[
+            (later > float(onset)) & (later >= raw - 0.1 * beat) & (later <= raw + beat / 3)
+        ]
+        before = later[(later > float(onset)) & (later >= raw - beat / 3) & (later < raw)]
+        if len(after):
+            end = exact[after[0]]
+        elif len(before):
+            end = exact[before[-1]]
         out.append(max(end, onset + step))
     return onsets, np.array(out, dtype=object)
 
@@ -418,6 +424,13 @@ def _drop_empty_voices(measures) -> None:
                 measure.remove(voice)
         if len(measure.voices) == 1:
             measure.flattenUnnecessaryVoices(force=True, inPlace=True)
+        for number, voice in enumerate(measure.voices, start=1):
+            voice.id = str(number)  # MusicXML voices count from 1
+            for n in voice.notes:  # two lines on a staff: the upper stems up, the lower down
+                n.stemDirection = "up" if number % 2 else "down"
+        keys = list(measure.getElementsByClass(music21.key.KeySignature))
+        for duplicate in keys[1:]:  # makeNotation copies the key into the first bar again
+            measure.remove(duplicate)
 
 
 def score_to_musicxml(score) -> str:
