@@ -70,15 +70,62 @@ def write_examples(folder: str) -> None:
         print(f"wrote {path}")
 
 
+def transcribed(checkpoint: str, count: int) -> None:
+    """Render generated pieces with the General MIDI soundfont, transcribe them with a model,
+    notate the transcription and compare with the truth (a table like the main one, plus the
+    model's onset F1 against the generated notes)."""
+    import tempfile
+
+    import mt3
+    from mt3.infer import TranscribeOptions, Transcriber
+    from mt3.metrics import score
+    from mt3.render import render_notes, write_wav
+
+    examples = [
+        dict(ensemble="piano", bpm=100, metre=Metre(4), key=Key(-1, "major")),
+        dict(ensemble="piano", bpm=84, metre=Metre(3), key=Key(2, "major")),
+        dict(ensemble="band", bpm=120, metre=Metre(4), key=Key(0, "minor")),
+        dict(ensemble="quartet", bpm=66, metre=Metre(2, compound=True), key=Key(1, "major")),
+    ][:count]
+    transcriber = Transcriber(mt3.load_model(checkpoint), TranscribeOptions(batch_size=4))
+    print(f"{'ensemble':8} {'metre':5} {'bpm':>4} {'est':>5} {'tempo':5} {'metre':6} "
+          f"{'grid':>5} {'beat':>5} {'key':4} {'onsetF1':>7} {'notes':>9}")  # fmt: skip
+    for i, kwargs in enumerate(examples):
+        piece = generate_piece(100 + i, bars=6, jitter_seconds=0.0, **kwargs)
+        with tempfile.TemporaryDirectory() as folder:
+            path = f"{folder}/piece.wav"
+            write_wav(render_notes(piece.notes, 44100), 44100, path)
+            notes = transcriber.transcribe(path, progress=True).notes
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            sheet = notate(notes)
+            back = read_back(sheet.musicxml, piece)
+            f1 = score(piece.notes, notes)["Onset F1"]
+        beat = piece.metre.beat_quarters
+        est = back.tempos[0][1] / beat if back.tempos else float("nan")
+        print(f"{kwargs['ensemble']:8} {piece.metre.signature:5} {piece.bpm:4.0f} {est:5.0f} "
+              f"{'ok' if abs(est / piece.bpm - 1) <= 0.04 else 'NO':5} "
+              f"{'ok' if back.signature == piece.metre.signature else back.signature:6} "
+              f"{back.on_grid:5.2f} {back.on_beat:5.2f} "
+              f"{'ok' if back.key == (piece.key.fifths, piece.key.mode) else 'NO':4} {f1:7.2f} "
+              f"{len(notes):4d}/{len(piece.notes):<4d}")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bars", type=int, default=16)
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--first-seed", type=int, default=0, help="for a set not tuned on")
     parser.add_argument("--pages", help="write example PNG pages here")
+    parser.add_argument("--checkpoint", help="also notate this model's transcriptions of rendered "
+                        "pieces (mt3 convert-checkpoint output)")  # fmt: skip
+    parser.add_argument("--transcribe", type=int, default=3, help="pieces for --checkpoint")
     args = parser.parse_args()
     if args.pages:
         write_examples(args.pages)
+    if args.checkpoint:
+        transcribed(args.checkpoint, args.transcribe)
+        return
     rows = []
     header = (f"{'ensemble':8} {'metre':5} {'variant':8} {'bpm':>5} {'est':>11} {'tempo':5} "
               f"{'metre':6} {'grid':>5} {'beat':>5} {'key':4} {'sec':>4}")  # fmt: skip

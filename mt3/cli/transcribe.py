@@ -1,4 +1,5 @@
-"""`mt3 transcribe`: audio files -> multi-instrument MIDI (and JSON notes, piano roll, audio)."""
+"""`mt3 transcribe`: audio files -> multi-instrument MIDI (and JSON notes, piano roll, audio,
+sheet music)."""
 
 from __future__ import annotations
 
@@ -16,12 +17,15 @@ examples:
   mt3 transcribe band.wav --checkpoint ckpt --instruments piano,bass,drums
   mt3 transcribe take.wav --checkpoint ckpt --reference take.mid --format midi,png
   mt3 transcribe piano.wav --checkpoint runs/demo       (a training workdir: its latest step)
+  mt3 transcribe song.wav --checkpoint ckpt --format midi,musicxml,score-pdf   (sheet music)
 
 Any length of audio works: files are read in blocks and cut into 2.048 s segments (4.096 s for
 ismir2021) that are decoded in batches. Output files are named after each input; -o is a folder, or
 with one input a .mid path. An output never replaces an input; existing outputs are an error
 unless --overwrite (replace them) or --skip-existing (resume a folder job). --format wav renders
 the transcription with a General MIDI soundfont so you can listen to it beside the original.
+--format musicxml writes a score (tempo, metre, key and parts estimated from the notes; see
+mt3 notate --help); score-pdf, score-svg and score-png engrave its pages (png is the piano roll).
 --dump-tokens writes the raw decoded ids per segment.
 """
 
