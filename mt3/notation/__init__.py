@@ -121,7 +121,7 @@ def notate_file(
     check_outputs(paths, [path], overwrite=overwrite)
     if not Path(path).is_file():
         raise NotationError(f"{path}: no such file; give a MIDI (.mid) or notes JSON file")
-    notes = read_notes(path)
+    notes = read_notes(path, sustain=False)  # written durations are key releases, not the pedal
     is_midi = Path(path).suffix.lower() in (".mid", ".midi")
     if grid == "midi" and not is_midi:
         raise NotationError(f"{path}: --grid midi needs a MIDI file")

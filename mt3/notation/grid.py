@@ -417,6 +417,8 @@ def _choose_metre(groups, ternary: bool, bpm: float, salience) -> tuple[Metre, i
         return Metre(3), phase[3]
     if 4 not in score:
         return Metre(2, compound=ternary), phase.get(2, 0)
+    if ternary and 2 in score and score[2] >= score[4]:  # 6/8 rather than 4/4 in triplets
+        return Metre(2, compound=True), phase[2]
     # Four beats to the bar when the bar's first beat stands out from its third; two otherwise.
     p = phase[4]
     strong, mid = salience[p::4].mean(), salience[p + 2 :: 4].mean()

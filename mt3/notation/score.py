@@ -6,7 +6,8 @@ or eighth triplets (whichever fits that beat's notes better; sixteenths in 6/8).
 families on a grand staff split at middle C, basses and guitars on octave clefs (written an
 octave above their sound, as players read them), other parts on the clef their range needs, drums
 on a percussion staff with the usual drum-kit positions and note heads. Within a staff, notes that
-start and end together form chords and overlapping lines become voices (at most four). The key is
+start and end together form chords and overlapping lines become voices (at most two; a third
+line is shortened or merged into a chord). The key is
 the Krumhansl-Kessler profile that best matches the duration-weighted pitch classes, and every
 note is spelled on the line of fifths around that key.
 """
@@ -21,7 +22,7 @@ import numpy as np
 from mt3.notation.grid import BeatGrid, Metre
 from mt3.notes import Notes
 
-MAX_VOICES = 4
+MAX_VOICES = 2  # lines per staff; more overlapping notes are shortened or merged
 SPLIT_PITCH = 60  # grand staff: middle C and above in the right hand
 # Krumhansl-Kessler key profiles (probe-tone ratings), tonic first.
 MAJOR_PROFILE = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
@@ -381,11 +382,14 @@ def _voices(events):
         else:
             if len(voices) < MAX_VOICES:
                 voices.append([(onset, end, pitches)])
-            else:  # too many lines: shorten the note it would overlap in the first voice
-                last = voices[0][-1]
-                if last[0] < onset:
-                    voices[0][-1] = (last[0], onset, last[2])
-                    voices[0].append((onset, end, pitches))
+            else:  # too many lines: the line that frees first yields
+                voice = min(voices, key=lambda v: v[-1][1])
+                start, stop, held = voice[-1]
+                if start < onset:  # shorten its note to this onset
+                    voice[-1] = (start, onset, held)
+                    voice.append((onset, end, pitches))
+                else:  # same onset: one chord, with the shorter duration
+                    voice[-1] = (start, min(stop, end), sorted(set(held) | set(pitches)))
     return voices
 
 
@@ -426,8 +430,11 @@ def _drop_empty_voices(measures) -> None:
             measure.flattenUnnecessaryVoices(force=True, inPlace=True)
         for number, voice in enumerate(measure.voices, start=1):
             voice.id = str(number)  # MusicXML voices count from 1
-            for n in voice.notes:  # two lines on a staff: the upper stems up, the lower down
+            for n in voice.notes:  # two lines on a staff: the first stems up, the second down
                 n.stemDirection = "up" if number % 2 else "down"
+            if number > 1:  # the second line's rests would crowd the first line: hide them
+                for rest in voice.getElementsByClass(music21.note.Rest):
+                    rest.style.hideObjectOnPrint = True
         keys = list(measure.getElementsByClass(music21.key.KeySignature))
         for duplicate in keys[1:]:  # makeNotation copies the key into the first bar again
             measure.remove(duplicate)
