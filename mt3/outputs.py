@@ -54,12 +54,17 @@ def _wav(transcription, path, **_):
     write_wav(render_notes(transcription.notes, RENDER_SAMPLE_RATE), RENDER_SAMPLE_RATE, path)
 
 
+_last_sheet: list = []  # (transcription, sheet): several sheet formats notate once
+
+
 def _sheet(fmt):
     def write(transcription, path, *, title="", **_):
         from mt3.notation import notate, write_sheet
 
-        name = Path(title).stem if title else Path(path).name.split(".")[0]
-        write_sheet(notate(transcription.notes, title=name), path, fmt)
+        if not (_last_sheet and _last_sheet[0] is transcription):
+            name = Path(title).stem if title else Path(path).name.split(".")[0]
+            _last_sheet[:] = [transcription, notate(transcription.notes, title=name)]
+        write_sheet(_last_sheet[1], path, fmt)
 
     return write
 

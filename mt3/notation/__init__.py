@@ -15,6 +15,7 @@ for).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -55,19 +56,23 @@ class Sheet:
     grid: BeatGrid
     key: Key
 
-    @property
+    @functools.cached_property
     def musicxml(self) -> str:
+        """The MusicXML text (made once; do not change ``score`` afterwards)."""
         return score_to_musicxml(self.score)
 
 
 def notate(
-    notes: Notes, *, grid: BeatGrid | None = None, key: Key | None = None, title: str = ""
-) -> Sheet:
-    """Notes (seconds) -> a Sheet. ``grid``/``key`` default to estimates from the notes."""
+    notes: Notes, *, grid: BeatGrid | None = None, key: Key | None = None, title: str = "",
+    progress: bool | None = None,
+) -> Sheet:  # fmt: skip
+    """Notes (seconds) -> a Sheet. ``grid``/``key`` default to estimates from the notes;
+    ``progress`` shows a bar (default: for long pieces)."""
     notes.validate()
     grid = estimate_grid(notes) if grid is None else grid
     key = estimate_key(notes) if key is None else key
-    return Sheet(notes_to_score(notes, grid, key=key, title=title), grid, key)
+    score = notes_to_score(notes, grid, key=key, title=title, progress=progress)
+    return Sheet(score, grid, key)
 
 
 def write_musicxml(sheet: Sheet, path: str | os.PathLike) -> None:

@@ -20,6 +20,7 @@ SCALE_PERCENT = 40  # verovio's staff size scale
 PNG_DPI = 110  # PNG pages are rasterised at this resolution
 PAGE_GAP = 20  # pixels between stacked SVG/PNG pages
 PAGE_FORMATS = ("svg", "png", "pdf")
+PROGRESS_PAGES = 4  # a progress bar when rasterising more pages than this
 
 
 class NotationError(Mt3Error, ValueError):
@@ -113,6 +114,12 @@ def stack_svg(pages: list[str]) -> str:
     )
 
 
+def _pages(pages: list[str], what: str):
+    from tqdm import tqdm
+
+    return tqdm(pages, desc=f"score {what}", unit="page", disable=len(pages) <= PROGRESS_PAGES)
+
+
 def svg_pages_to_png(pages: list[str]) -> bytes:
     """The pages rasterised at PNG_DPI, one under the other, as PNG bytes."""
     cairosvg = _require("cairosvg")
@@ -153,7 +160,7 @@ def svg_pages_to_pdf(pages: list[str]) -> bytes:
             shared.set_size(width, height)
             return shared, width, height
 
-    for page in pages:
+    for page in _pages(pages, "PDF"):
         tree = cairosvg.parser.Tree(bytestring=_white(page).encode())
         drawn = _Page(tree, None, 96)
         drawn.context.show_page()

@@ -203,9 +203,17 @@ def _events(onsets, ends, pitches):
 # Building the music21 score
 
 
-def notes_to_score(notes: Notes, grid: BeatGrid, *, key: Key | None = None, title: str = ""):
-    """A music21 Score of ``notes`` on ``grid``: one part per instrument, tempo marks, key."""
+PROGRESS_NOTES = 2000  # a progress bar for scores of more notes than this
+
+
+def notes_to_score(
+    notes: Notes, grid: BeatGrid, *, key: Key | None = None, title: str = "",
+    progress: bool | None = None,
+):  # fmt: skip
+    """A music21 Score of ``notes`` on ``grid``: one part per instrument, tempo marks, key.
+    ``progress``: a progress bar over the parts (default: for more than PROGRESS_NOTES notes)."""
     import music21
+    from tqdm import tqdm
 
     key = estimate_key(notes) if key is None else key
     metre = grid.metre
@@ -255,7 +263,10 @@ def notes_to_score(notes: Notes, grid: BeatGrid, *, key: Key | None = None, titl
     if not staves_by_part:  # an empty transcription: one empty piano staff
         staves_by_part = [("Piano", 0, False, [_Staff("TrebleClef", [])])]
 
+    show = len(notes) > PROGRESS_NOTES if progress is None else progress
+    bar = tqdm(total=len(staves_by_part), desc="notation", unit="part", disable=not show)
     for index, (name, program, is_drum, staves) in enumerate(staves_by_part):
+        bar.update()
         built = [
             _build_staff(staff, metre, key, total_ql, program, is_drum, name) for staff in staves
         ]
@@ -267,6 +278,7 @@ def notes_to_score(notes: Notes, grid: BeatGrid, *, key: Key | None = None, titl
                                               symbol="brace", barTogether=True)  # fmt: skip
             score.insert(0, group)
 
+    bar.close()
     first = score.parts[0].getElementsByClass(music21.stream.Measure).first()
     for beat, bpm in grid.tempos:
         offset = Fraction(beat) * Fraction(metre.beat_quarters).limit_denominator(2)
