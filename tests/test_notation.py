@@ -8,6 +8,7 @@ import subprocess
 import sys
 import warnings
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -213,7 +214,8 @@ try:
 except NotationError as error:
     print("ERROR", error)
 """
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    root = Path(__file__).resolve().parents[1]  # this checkout's mt3, not an installed one
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "a.musicxml").exists() and not (tmp_path / "a.pdf").exists()
     assert "ERROR" in result.stdout and "pip install 'mt3-jax[notation]'" in result.stdout
