@@ -73,6 +73,9 @@ def test_a_drum_part_reads_back_as_percussion():
     assert ("F4", "normal") in heads  # bass drum in the bottom space
     assert ("C5", "normal") in heads  # snare on the third space
     assert ("G5", "x") in heads  # closed hi-hat: a cross above the staff
+    stems = {(n.displayStep + str(n.displayOctave), n.stemDirection) for n in unpitched}
+    assert {s for d, s in stems if d == "F4"} == {"down"}  # feet below, hands above
+    assert {s for d, s in stems if d in ("C5", "G5")} == {"up"}
     others = [p for p in score.parts if p.partName != "Drums"]
     assert not any(p.flatten().getElementsByClass(music21.note.Unpitched) for p in others)
 

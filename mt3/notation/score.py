@@ -42,6 +42,7 @@ DRUM_DISPLAY = {
     51: ("F5", "x"), 59: ("F5", "x"), 53: ("F5", "diamond"),  # ride, ride bell
 }  # fmt: skip
 OTHER_DRUM = ("E5", "triangle")  # percussion without a kit position
+FEET = (35, 36, 44)  # bass drums and the pedal hi-hat: the lower voice
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,6 +136,7 @@ class _Staff:
     clef: str  # music21 clef class name
     events: list  # (onset ql, end ql, [pitch, ...]) as Fractions
     percussion: bool = False
+    voices: list | None = None  # events already in voices (drums: hands, feet)
 
 
 def part_name(program: int, is_drum: bool) -> str:
@@ -191,6 +193,22 @@ def _legato(onsets, ends, raw_ends, metre):
     return onsets, np.array(out, dtype=object)
 
 
+def _drum_staff(onsets, pitches, metre) -> _Staff:
+    """Drums in two voices, hands (stems up) over feet (bass drum, pedal hi-hat; stems down);
+    a hit lasts until the next hit of its voice, at most a beat."""
+    beat_ql = Fraction(metre.beat_quarters).limit_denominator(2)
+    feet = np.isin(pitches, FEET)
+    voices = []
+    for mask in (~feet, feet):
+        hits = onsets[mask]
+        uniq = sorted(set(hits))
+        nxt = {u: (uniq[i + 1] if i + 1 < len(uniq) else u + beat_ql) for i, u in enumerate(uniq)}
+        ends = np.array([min(nxt[o], o + beat_ql) for o in hits], dtype=object)
+        if len(hits):
+            voices.append(_events(hits, ends, pitches[mask]))
+    return _Staff("PercussionClef", [e for v in voices for e in v], True, voices)
+
+
 def _events(onsets, ends, pitches):
     """Chords: notes that start and end together, sorted by onset."""
     groups: dict = {}
@@ -233,12 +251,7 @@ def notes_to_score(
         divisions = beat_divisions(start_b, metre)  # each part its own subdivision per beat
         onsets = quantise(start_b, metre, divisions)
         if is_drum:
-            # Drums: each hit lasts until the next hit, at most a beat.
-            uniq = sorted(set(onsets))
-            nxt = {u: (uniq[i + 1] if i + 1 < len(uniq) else u + 1) for i, u in enumerate(uniq)}
-            beat_ql = Fraction(metre.beat_quarters).limit_denominator(2)
-            ends = np.array([min(nxt[o], o + beat_ql) for o in onsets], dtype=object)
-            staves = [_Staff("PercussionClef", _events(onsets, ends, group.pitch), True)]
+            staves = [_drum_staff(onsets, group.pitch, metre)]
         else:
             ends = quantise(end_b, metre, divisions)
             raw_ends = end_b * metre.beat_quarters
@@ -311,7 +324,7 @@ def _build_staff(staff, metre, key, total_ql, program, is_drum, name):
     inst.instrumentName = name
     part.insert(0, inst)
 
-    voices = _voices(staff.events)
+    voices = staff.voices if staff.voices is not None else _voices(staff.events)
     beat_ql = Fraction(metre.beat_quarters).limit_denominator(2)
     container = part if len(voices) <= 1 else None
     for v, events in enumerate(voices or [[]]):
