@@ -267,3 +267,21 @@ def test_output_paths_of_the_sheet_formats():
     ]  # fmt: skip
     with pytest.raises(NotationError, match="musicxml"):
         write_sheet(notate(Notes.empty()), "x.mp3", "mp3")
+
+
+@pytest.mark.parametrize(
+    "numerator, denominator, written, bpm",
+    [(5, 4, "5/4", 90), (3, 2, "6/4", 90), (12, 8, "12/8", 60), (7, 8, "4/4", 90)],
+)
+def test_time_signatures_of_a_midi_file(tmp_path, numerator, denominator, written, bpm):
+    import pretty_midi
+
+    midi = pretty_midi.PrettyMIDI(initial_tempo=90.0)
+    midi.time_signature_changes.append(pretty_midi.TimeSignature(numerator, denominator, 0.0))
+    piano = pretty_midi.Instrument(program=0)
+    piano.notes = [pretty_midi.Note(80, 60 + k % 5, k / 3, k / 3 + 0.3) for k in range(24)]
+    midi.instruments.append(piano)
+    midi.write(str(tmp_path / "in.mid"))
+    grid = grid_from_midi(tmp_path / "in.mid")
+    assert grid.metre.signature == written
+    assert [round(b, 2) for _, b in grid.tempos] == [bpm]  # in the metre's beats

@@ -433,18 +433,20 @@ def _choose_metre(groups, ternary: bool, bpm: float, salience) -> tuple[Metre, i
 
 
 def grid_from_midi(path: str | os.PathLike) -> BeatGrid:
-    """The grid written in a MIDI file: its tempo map and its first time signature."""
+    """The grid written in a MIDI file: its tempo map and its first time signature (x/4, x/2
+    in quarters, 6/8, 9/8, 12/8; others become 4/4)."""
     import pretty_midi
 
     midi = pretty_midi.PrettyMIDI(str(path))
     signature = midi.time_signature_changes[0] if midi.time_signature_changes else None
-    if signature and signature.denominator == 8 and signature.numerator % 3 == 0:
-        metre = Metre(signature.numerator // 3, compound=True)
-    elif signature and signature.denominator == 4 and signature.numerator in (2, 3, 4):
-        metre = Metre(signature.numerator)
-    elif signature and signature.denominator == 2 and signature.numerator in (2, 3, 4):
-        metre = Metre(signature.numerator * 2 if signature.numerator < 3 else signature.numerator)
-    else:
+    num, den = (signature.numerator, signature.denominator) if signature else (4, 4)
+    if den == 8 and num % 3 == 0:
+        metre = Metre(num // 3, compound=True)
+    elif den == 4 and 1 <= num <= 12:
+        metre = Metre(num)
+    elif den == 2 and 1 <= num <= 6:
+        metre = Metre(num * 2)  # in quarters: 2/2 is written 4/4, 3/2 is 6/4
+    else:  # 5/8, 7/8, ...: bars of four quarters, the notes still at their times
         metre = Metre(4)
     step = int(round(midi.resolution * metre.beat_quarters))
     end = max(midi.get_end_time(), 1e-3)
