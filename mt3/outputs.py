@@ -54,6 +54,21 @@ def _wav(transcription, path, **_):
     write_wav(render_notes(transcription.notes, RENDER_SAMPLE_RATE), RENDER_SAMPLE_RATE, path)
 
 
+_last_sheet: list = []  # (transcription, sheet): several sheet formats notate once
+
+
+def _sheet(fmt):
+    def write(transcription, path, *, title="", **_):
+        from mt3.notation import notate, write_sheet
+
+        if not (_last_sheet and _last_sheet[0] is transcription):
+            name = Path(title).stem if title else Path(path).name.split(".")[0]
+            _last_sheet[:] = [transcription, notate(transcription.notes, title=name)]
+        write_sheet(_last_sheet[1], path, fmt)
+
+    return write
+
+
 WRITERS = {
     writer.name: writer
     for writer in (
@@ -61,6 +76,15 @@ WRITERS = {
         Writer("json", ".json", "the notes as JSON, with the decoder's counters", _json),
         Writer("png", ".png", "a piano roll (drawn over the reference, if any)", _png),
         Writer("wav", ".wav", "the transcription rendered with a General MIDI soundfont", _wav),
+        Writer(
+            "musicxml",
+            ".musicxml",
+            "sheet music: MusicXML with tempo, metre, key and parts",
+            _sheet("musicxml"),
+        ),  # fmt: skip
+        Writer("score-pdf", ".score.pdf", "sheet music engraved as PDF pages", _sheet("score-pdf")),
+        Writer("score-svg", ".score.svg", "sheet music as SVG pages", _sheet("score-svg")),
+        Writer("score-png", ".score.png", "sheet music as PNG pages", _sheet("score-png")),
     )
 }
 
@@ -81,7 +105,8 @@ def parse_formats(text: str, option: str = "--format", *, allow_empty: bool = Fa
 
 def output_paths(base: str | os.PathLike, formats) -> list[Path]:
     """The file each format writes for an output stem ``base``."""
-    return [Path(base).with_suffix(WRITERS[f].suffix) for f in formats]
+    stem = Path(base).with_suffix("")  # as with_suffix, which refuses two-part suffixes
+    return [stem.with_name(stem.name + WRITERS[f].suffix) for f in formats]
 
 
 def write_outputs(

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Set up mt3 on a fresh Debian/Ubuntu machine: system packages, a virtual environment in .venv,
 # and the project with its pinned dependencies. Safe to run again; it only adds what is missing.
-#   bash scripts/setup.sh            # library + command line + test tools + notebook runner
+#   bash scripts/setup.sh            # library + command line + tests + notebooks + score engraving
 #   MT3_EXTRAS=test,bench bash scripts/setup.sh   # also librosa for benchmarks/audio.py
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
-EXTRAS=${MT3_EXTRAS:-test,notebooks}
+EXTRAS=${MT3_EXTRAS:-test,notebooks,notation}
 
 need_apt=()
 command -v "$PYTHON" >/dev/null 2>&1 || need_apt+=(python3 python3-venv python3-pip)
@@ -29,6 +29,18 @@ if [ ! -f /usr/share/sounds/sf2/sf_GMbank.sf2 ] && command -v apt-get >/dev/null
   { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq \
       csound-soundfont; } >/dev/null 2>&1 \
     || echo "setup: could not install csound-soundfont; synthetic audio will use TimGM6mb only" >&2
+fi
+
+# Score pages (the notation extra): CairoSVG needs the cairo library; tempo marks use DejaVu Sans.
+if [[ ",$EXTRAS," == *",notation,"* ]] && command -v apt-get >/dev/null 2>&1; then
+  need_notation=()
+  ldconfig -p 2>/dev/null | grep -q 'libcairo\.so\.2' || need_notation+=(libcairo2)
+  [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need_notation+=(fonts-dejavu-core)
+  if [ ${#need_notation[@]} -gt 0 ]; then
+    { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq \
+        "${need_notation[@]}"; } >/dev/null 2>&1 \
+      || echo "setup: could not install ${need_notation[*]}; score PNG/PDF pages will not work" >&2
+  fi
 fi
 
 "$PYTHON" - <<'PY'

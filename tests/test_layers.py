@@ -12,7 +12,14 @@ PACKAGE = Path(__file__).resolve().parents[1] / "mt3"
 LAYERS = (
     ("mt3.errors", "mt3.atomic", "mt3.cache"),
     ("mt3.audio", "mt3.vocab", "mt3.notes"),
-    ("mt3.events", "mt3.metrics", "mt3.spectrogram", "mt3.render", "mt3.pianoroll"),
+    (
+        "mt3.events",
+        "mt3.metrics",
+        "mt3.spectrogram",
+        "mt3.render",
+        "mt3.pianoroll",
+        "mt3.notation*",
+    ),
     ("mt3.config", "mt3.outputs"),
     ("mt3.model", "mt3.model.t5", "mt3.model.decoding", "mt3.model.loss"),
     ("mt3.model.store", "mt3.model.convert", "mt3.hub"),

@@ -12,21 +12,25 @@ from mt3.cli import (
     download,
     evaluate,
     features,
+    notate,
     prepare,
     score,
     tokens,
     train,
     transcribe,
-)
+)  # fmt: skip
 from mt3.errors import Mt3Error
 
-COMMANDS = (transcribe, download, demo, convert, prepare, train, evaluate, tokens, features, score)
+COMMANDS = (
+    transcribe, notate, download, demo, convert, prepare, train, evaluate, tokens, features, score,
+)  # fmt: skip
 
 DESCRIPTION = """\
 mt3: multi-instrument music transcription (MT3) in JAX.
 
 Commands:
-  transcribe          audio files -> multi-instrument MIDI (and notes JSON, piano roll, audio)
+  transcribe          audio files -> multi-instrument MIDI (+ JSON, piano roll, audio, score)
+  notate              MIDI or notes JSON -> sheet music (MusicXML, PDF/SVG/PNG pages)
   download            Magenta's released model (mt3, ismir2021) -> verified, in the cache
   demo                generate data, train a tiny model, evaluate it, transcribe (15 min, CPU)
   convert-checkpoint  Magenta's released T5X checkpoints -> mt3 checkpoints

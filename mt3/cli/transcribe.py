@@ -1,4 +1,5 @@
-"""`mt3 transcribe`: audio files -> multi-instrument MIDI (and JSON notes, piano roll, audio)."""
+"""`mt3 transcribe`: audio files -> multi-instrument MIDI (and JSON notes, piano roll, audio,
+sheet music)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ examples:
   mt3 transcribe take.wav --checkpoint ckpt --reference take.mid --format midi,png
   mt3 transcribe piano.wav --checkpoint runs/demo       (a training workdir: its latest step)
   mt3 transcribe recordings/ -o midi/ --checkpoint ckpt   (every audio file below recordings/)
+  mt3 transcribe song.wav --checkpoint ckpt --format midi,musicxml,score-pdf   (sheet music)
   mt3 transcribe --files corpus.txt -o out/ --shard 3/16 --skip-existing --checkpoint ckpt
 
 Any length of audio works: files are read in blocks and cut into 2.048 s segments (4.096 s for
@@ -28,6 +30,8 @@ gives this process every N-th file from the I-th (I = 0..N-1), e.g. one per job 
 --skip-existing resumes after preemption. An output never replaces an input; existing outputs
 are an error unless --overwrite (replace them) or --skip-existing. --format wav renders the
 transcription with a General MIDI soundfont so you can listen to it beside the original.
+--format musicxml writes a score (tempo, metre, key and parts estimated from the notes; see
+mt3 notate --help); score-pdf, score-svg and score-png engrave its pages (png is the piano roll).
 --dump-tokens writes the raw decoded ids per segment.
 """
 
