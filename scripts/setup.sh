@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Set up mt3 on a fresh Debian/Ubuntu machine: system packages, a virtual environment in .venv,
 # and the project with its pinned dependencies. Safe to run again; it only adds what is missing.
-#   bash scripts/setup.sh            # library + command line + test tools
-#   MT3_EXTRAS=test,bench bash scripts/setup.sh   # also librosa for benchmarks/audio.py
+#   bash scripts/setup.sh            # library + command line + web app (mt3 serve) + test tools
+#   MT3_EXTRAS=test,serve,bench bash scripts/setup.sh   # also librosa for benchmarks/audio.py
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
-EXTRAS=${MT3_EXTRAS:-test}
+EXTRAS=${MT3_EXTRAS:-test,serve}
 
 need_apt=()
 command -v "$PYTHON" >/dev/null 2>&1 || need_apt+=(python3 python3-venv python3-pip)
@@ -29,6 +29,16 @@ if [ ! -f /usr/share/sounds/sf2/sf_GMbank.sf2 ] && command -v apt-get >/dev/null
   { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq \
       csound-soundfont; } >/dev/null 2>&1 \
     || echo "setup: could not install csound-soundfont; synthetic audio will use TimGM6mb only" >&2
+fi
+
+# The browser test of `mt3 serve` (tests/test_serve.py) drives headless Chromium; without it the
+# test is skipped with the reason.
+if [[ ",$EXTRAS," == *",test,"* ]] && ! { command -v chromium && command -v chromedriver; } \
+    >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  echo "setup: installing chromium and chromium-driver (the browser test of mt3 serve)"
+  { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq \
+      chromium chromium-driver; } >/dev/null 2>&1 \
+    || echo "setup: could not install chromium; the browser test of mt3 serve will be skipped" >&2
 fi
 
 "$PYTHON" - <<'PY'

@@ -6,16 +6,28 @@ import argparse
 import os
 import sys
 
-from mt3.cli import convert, demo, evaluate, features, prepare, score, tokens, train, transcribe
+from mt3.cli import (
+    convert,
+    demo,
+    evaluate,
+    features,
+    prepare,
+    score,
+    serve,
+    tokens,
+    train,
+    transcribe,
+)
 from mt3.errors import Mt3Error
 
-COMMANDS = (transcribe, demo, convert, prepare, train, evaluate, tokens, features, score)
+COMMANDS = (transcribe, serve, demo, convert, prepare, train, evaluate, tokens, features, score)
 
 DESCRIPTION = """\
 mt3: multi-instrument music transcription (MT3) in JAX.
 
 Commands:
   transcribe          audio files -> multi-instrument MIDI (and notes JSON, piano roll, audio)
+  serve               a local web app: upload or record audio, see and download the notes
   demo                generate data, train a tiny model, evaluate it, transcribe (15 min, CPU)
   convert-checkpoint  Magenta's released T5X checkpoints -> mt3 checkpoints
   prepare             raw dataset release or your audio + MIDI folder -> record shards
