@@ -14,6 +14,7 @@ the server stops; nothing is written into the user's folders. Gradio is an optio
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import dataclasses
 import os
 import shutil
@@ -132,22 +133,29 @@ class TranscriptionService:
         self._transcribers: collections.OrderedDict = collections.OrderedDict()
         self._lock = threading.Lock()  # the queue runs one request at a time; this makes sure
 
-    def transcriber(self, instruments: str | None):
-        """The mt3.infer.Transcriber for an instrument set, compiled on first use (the last
-        few are kept)."""
+    def transcriber(self, instruments: str | None, status=None):
+        """The mt3.infer.Transcriber for an instrument set; a new one is compiled at once on a
+        second of silence (``status(text, 0)`` is told first), and the last few are kept."""
         from mt3.infer import TranscribeOptions, Transcriber
 
         if instruments not in self._transcribers:
+            if status is not None:
+                status(f"compiling the model for {instruments or 'any instrument'} (first use)", 0)
             options = TranscribeOptions(batch_size=self.options.batch_size, instruments=instruments)
-            self._transcribers[instruments] = Transcriber(self.model, options)
+            transcriber = Transcriber(self.model, options)
+            # In a thread of its own, whose context is empty: gradio's track_tqdm would show
+            # this second of silence's bar in place of the status line.
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                pool.submit(transcriber.transcribe, np.zeros(SAMPLE_RATE, np.float32)).result()
+            self._transcribers[instruments] = transcriber
             while len(self._transcribers) > MAX_TRANSCRIBERS:
                 self._transcribers.popitem(last=False)
         self._transcribers.move_to_end(instruments)
         return self._transcribers[instruments]
 
     def warm_up(self) -> None:
-        """Compile the default transcriber on a second of silence, so the first user waits less."""
-        self.transcriber(None).transcribe(np.zeros(SAMPLE_RATE, np.float32))
+        """Compile the default transcriber now, so that the first user waits less."""
+        self.transcriber(None)
 
     def check_upload(self, audio: str | os.PathLike | None) -> Path:
         """The uploaded file, refused (ServeError/AudioError naming it) before any work."""
@@ -164,24 +172,33 @@ class TranscriptionService:
         audio_info(path)
         return path
 
-    def run(self, audio: str | os.PathLike | None, instruments=(), *, progress=False) -> Result:
+    def run(
+        self, audio: str | os.PathLike | None, instruments=(), *, progress=False, status=None
+    ) -> Result:
         """Transcribe one uploaded file into a fresh folder; every format of WRITERS is written
         (a format beyond ``REQUIRED_FORMATS`` that fails with an Mt3Error is left out and the
-        summary says why). Errors name the upload by its file name, not the server's path."""
+        summary says why). ``progress``: show the transcription's tqdm bar; ``status(text,
+        fraction done)`` hears each stage. Errors name the upload by its file name, not the
+        server's path."""
         name = Path(audio).name if audio else "audio"
         try:
             with self._lock:
-                return self._run(audio, instruments, progress)
+                return self._run(audio, instruments, progress, status or (lambda text, done: None))
         except Mt3Error as error:
             raise type(error)(str(error).replace(str(audio), name)) from error
 
-    def _run(self, audio, instruments, progress) -> Result:
+    def _run(self, audio, instruments, progress, status) -> Result:
         path = self.check_upload(audio)
         spec = instruments_spec(instruments)
         self._sweep()
         started = time.perf_counter()
-        transcription = self.transcriber(spec).transcribe(path, progress=progress)
+        transcriber = self.transcriber(spec, status)
+        compiled = time.perf_counter() - started
+        status(f"transcribing {path.name}", 0)
+        started = time.perf_counter()
+        transcription = transcriber.transcribe(path, progress=progress)
         taken = time.perf_counter() - started
+        status("writing " + ", ".join(WRITERS), 1)
         folder = Path(tempfile.mkdtemp(prefix="result-", dir=self.results))
         base = folder / (path.stem or "audio")
         files, skipped = {}, []
@@ -195,6 +212,8 @@ class TranscriptionService:
                 continue
             files[fmt] = written
         summary = describe(transcription, taken, path.name)
+        if compiled > 1:
+            summary += f" (after compiling for these instruments: {compiled:.1f} s)"
         if skipped:
             summary += "; not written: " + "; ".join(skipped)
         return Result(files, summary, len(transcription.notes), transcription.duration_seconds)
@@ -223,9 +242,9 @@ def build_app(service: TranscriptionService, model_name: str):
     import gradio as gr
 
     def transcribe(audio, instruments, progress=gr.Progress(track_tqdm=True)):  # noqa: B008
-        progress(0, desc="queued" if service._lock.locked() else "transcribing")
         try:
-            result = service.run(audio, instruments, progress=True)
+            status = lambda text, done: progress(done, desc=text)
+            result = service.run(audio, instruments, progress=True, status=status)
         except Mt3Error as error:
             raise gr.Error(str(error), print_exception=False) from error
         except OSError as error:  # as the command line reports it: the file and the reason
