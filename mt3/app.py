@@ -34,6 +34,7 @@ from mt3.vocab import INSTRUMENT_FAMILIES, parse_instruments
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 DEFAULT_MAX_UPLOAD_MB = 100.0  # about 10 min of 44.1 kHz stereo wav, hours of mp3
 BYTES_PER_MB = 1_000_000
 MAX_TRANSCRIBERS = 4  # compiled instrument sets kept; each holds one compiled program
@@ -100,7 +101,7 @@ def instruments_spec(choices) -> str | None:
 
 
 def describe(result, seconds_taken: float, name: str) -> str:
-    """``song.wav: 812 notes of 3 instruments (...) in 10.0 s of audio; took 12.3 s``."""
+    """``song.wav: 812 notes of 3 instruments (...) in 10.0 s of audio; transcribed in 3.1 s``."""
     import pretty_midi
 
     notes = result.notes
@@ -307,6 +308,7 @@ def serve(
     from mt3.model.store import load_model
 
     checkpoint = resolve_checkpoint(checkpoint)
+    check_address(options)  # before the minutes of loading and compiling
     model = load_model(checkpoint)
     check_variant(model.config, variant, checkpoint)
     root = Path(tempfile.mkdtemp(prefix="mt3-serve-"))
@@ -333,6 +335,24 @@ def serve(
                 os.environ[key] = value
 
 
+def check_address(options: ServeOptions) -> None:
+    """A ServeError now if nothing can listen on ``--host``/``--port`` (in use, not this
+    machine's address)."""
+    import socket
+
+    try:
+        family = socket.getaddrinfo(options.host, options.port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((options.host, options.port))
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise ServeError(
+            f"--host {options.host} --port {options.port}: cannot listen there ({reason}); "
+            "pick another port with --port"
+        ) from error
+
+
 def _interrupt(signum, frame):
     raise KeyboardInterrupt  # SIGTERM stops the server like Ctrl-C: the temporary folder goes too
 
@@ -354,6 +374,12 @@ def _launch(page, options: ServeOptions) -> None:
             "pick another port with --port"
         ) from error
     print(f"mt3 serve: open http://{options.host}:{page.server_port} (Ctrl-C to stop)", flush=True)
+    if options.host not in LOOPBACK_HOSTS:
+        print(
+            f"mt3 serve: listening on {options.host}: anyone who can reach this machine can use "
+            "the page (it has no login)",
+            flush=True,
+        )
     try:
         while True:
             time.sleep(0.5)

@@ -1,6 +1,7 @@
 """`mt3 serve`: the request logic on its own (tiny model), then the real server in headless Chromium
-(upload, transcribe, download the MIDI, screenshots; a bad file, an oversized one), queued requests
-through gradio's client, and a clean stop that leaves no file behind."""
+(upload, transcribe, download the MIDI, screenshots; a recording from Chromium's fake microphone;
+a bad file, an oversized one), queued requests through gradio's client, and a clean stop that
+leaves no file behind."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from mt3.outputs import WRITERS
 from mt3.vocab import VocabError
 
 REPO = Path(__file__).resolve().parents[1]
-UPLOAD_LIMIT_MB = 0.2  # the served app's --max-upload-mb: tone.wav fits, big.wav does not
+UPLOAD_LIMIT_MB = 0.5  # the served app's --max-upload-mb: tone.wav and a 1.5 s recording fit
 SERVER_START_SECONDS = 300  # import JAX and gradio, load and compile the tiny model (2 busy cores)
 
 
@@ -39,10 +40,10 @@ def write_tone(path: Path, seconds: float = 2.0, sample_rate: int = 22050, chann
 
 @pytest.fixture(scope="module")
 def media(tmp_path_factory):
-    """tone.wav (2 s, 88 kB), big.wav (3 s stereo 44.1 kHz, 529 kB), bad.wav (text)."""
+    """tone.wav (2 s, 88 kB), big.wav (4 s stereo 44.1 kHz, 706 kB), bad.wav (text)."""
     folder = tmp_path_factory.mktemp("media")
     write_tone(folder / "tone.wav")
-    write_tone(folder / "big.wav", seconds=3.0, sample_rate=44100, channels=2)
+    write_tone(folder / "big.wav", seconds=4.0, sample_rate=44100, channels=2)
     (folder / "bad.wav").write_text("not audio\n")
     return folder
 
@@ -95,7 +96,7 @@ def test_service_refuses_bad_and_oversized_files_by_name(tiny_checkpoint, media,
     service = TranscriptionService(
         load_model(tiny_checkpoint), tmp_path / "results", ServeOptions(max_upload_mb=0.1)
     )
-    with pytest.raises(ServeError, match=r"^big.wav: 0.5 MB is over this server's upload limit"):
+    with pytest.raises(ServeError, match=r"^big.wav: 0.7 MB is over this server's upload limit"):
         service.run(media / "big.wav")
     with pytest.raises(AudioError, match=r"^bad.wav: cannot decode audio") as error:
         service.run(media / "bad.wav")
@@ -110,6 +111,12 @@ def test_serve_errors_are_one_line(run_cli, tmp_path, monkeypatch):
     assert status == 2 and err.count("\n") == 1 and "no --checkpoint given" in err
     status, _, err = run_cli("serve", "--checkpoint", tmp_path, "--max-upload-mb", "-1")
     assert status == 2 and "--max-upload-mb -1" in err
+    with socket.socket() as taken:  # a port in use is refused before the model is loaded
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        status, _, err = run_cli("serve", "--checkpoint", tmp_path, "--port", port)
+    assert status == 2 and f"--port {port}: cannot listen there" in err and err.count("\n") == 1
     monkeypatch.setitem(sys.modules, "gradio", None)  # as if the extra were not installed
     status, _, err = run_cli("serve", "--checkpoint", tmp_path)
     assert status == 2 and "mt3 serve needs gradio" in err and err.count("\n") == 1
@@ -188,8 +195,10 @@ def browser(server):
     binary, driver_path = find_browser()
     options = webdriver.ChromeOptions()
     options.binary_location = binary
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                     "--disable-gpu", "--window-size=1400,1300"):  # fmt: skip
+    # Chromium's fake microphone (a beep each second) stands in for a real one, permission given.
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                     "--window-size=1400,1300", "--use-fake-device-for-media-stream",
+                     "--use-fake-ui-for-media-stream"):  # fmt: skip
         options.add_argument(argument)
     driver = webdriver.Chrome(service=Service(driver_path), options=options)
     driver.set_page_load_timeout(60)
@@ -256,6 +265,25 @@ def test_browser_transcribes_an_upload_and_offers_the_midi(server, browser, medi
     assert before.stat().st_size > 10_000 and after.stat().st_size > before.stat().st_size
 
 
+def test_browser_records_from_the_microphone_and_transcribes(server, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    open_page_and_upload(browser, server.url, Path("unused"))
+    browser.find_element(By.CSS_SELECTOR, "button[aria-label='Record audio']").click()
+    WebDriverWait(browser, 30).until(
+        lambda d: d.find_element(By.CSS_SELECTOR, "button.record-button").is_displayed()
+    )
+    browser.find_element(By.CSS_SELECTOR, "button.record-button").click()
+    time.sleep(1.5)  # 48 kHz 16-bit: well under the upload limit
+    next(b for b in browser.find_elements(By.CSS_SELECTOR, "button.stop-button")
+         if b.is_displayed()).click()  # fmt: skip
+    time.sleep(1)
+    browser.find_element(By.ID, "transcribe").click()
+    text = wait_for_text(browser, " s of audio; transcribed in ")
+    assert "audio.wav: " in text  # gradio names a recording audio.wav
+
+
 def test_browser_shows_the_one_line_error_of_a_bad_file(server, browser, media):
     from selenium.webdriver.common.by import By
 
@@ -266,7 +294,8 @@ def test_browser_shows_the_one_line_error_of_a_bad_file(server, browser, media):
 
 def test_browser_refuses_an_upload_over_the_limit(server, browser, media):
     open_page_and_upload(browser, server.url, media / "big.wav")()
-    wait_for_text(browser, 'exceed the maximum allowed size of 195.3 Kb: "big.wav"')
+    limit_kb = UPLOAD_LIMIT_MB * 1e6 / 1024  # gradio counts kilobytes of 1024 bytes
+    wait_for_text(browser, f'exceed the maximum allowed size of {limit_kb:.1f} Kb: "big.wav"')
 
 
 def test_simultaneous_requests_queue(server, media):
