@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Set up mt3 on a fresh Debian/Ubuntu machine: system packages, a virtual environment in .venv,
 # and the project with its pinned dependencies. Safe to run again; it only adds what is missing.
-#   bash scripts/setup.sh            # library + command line + tests + notebooks + score engraving
+#   bash scripts/setup.sh            # library + CLI + tests + notebooks + score engraving + web app
 #   MT3_EXTRAS=test,bench bash scripts/setup.sh   # also librosa for benchmarks/audio.py
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
-EXTRAS=${MT3_EXTRAS:-test,notebooks,notation}
+EXTRAS=${MT3_EXTRAS:-test,notebooks,notation,serve}
 
 need_apt=()
 command -v "$PYTHON" >/dev/null 2>&1 || need_apt+=(python3 python3-venv python3-pip)
@@ -41,6 +41,15 @@ if [[ ",$EXTRAS," == *",notation,"* ]] && command -v apt-get >/dev/null 2>&1; th
         "${need_notation[@]}"; } >/dev/null 2>&1 \
       || echo "setup: could not install ${need_notation[*]}; score PNG/PDF pages will not work" >&2
   fi
+fi
+# The browser test of `mt3 serve` (tests/test_serve.py) drives headless Chromium; without it the
+# test is skipped with the reason.
+if [[ ",$EXTRAS," == *",test,"* ]] && ! { command -v chromium && command -v chromedriver; } \
+    >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  echo "setup: installing chromium and chromium-driver (the browser test of mt3 serve)"
+  { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq \
+      chromium chromium-driver; } >/dev/null 2>&1 \
+    || echo "setup: could not install chromium; the browser test of mt3 serve will be skipped" >&2
 fi
 
 "$PYTHON" - <<'PY'

@@ -15,6 +15,7 @@ from mt3.cli import (
     notate,
     prepare,
     score,
+    serve,
     tokens,
     train,
     transcribe,
@@ -22,7 +23,8 @@ from mt3.cli import (
 from mt3.errors import Mt3Error
 
 COMMANDS = (
-    transcribe, notate, download, demo, convert, prepare, train, evaluate, tokens, features, score,
+    transcribe, notate, download, serve, demo, convert, prepare, train, evaluate, tokens, features,
+    score,
 )  # fmt: skip
 
 DESCRIPTION = """\
@@ -32,6 +34,7 @@ Commands:
   transcribe          audio files -> multi-instrument MIDI (+ JSON, piano roll, audio, score)
   notate              MIDI or notes JSON -> sheet music (MusicXML, PDF/SVG/PNG pages)
   download            Magenta's released model (mt3, ismir2021) -> verified, in the cache
+  serve               a local web app: upload or record audio, see and download the notes
   demo                generate data, train a tiny model, evaluate it, transcribe (15 min, CPU)
   convert-checkpoint  Magenta's released T5X checkpoints -> mt3 checkpoints
   prepare             raw dataset release or your audio + MIDI folder -> record shards
