@@ -123,11 +123,14 @@ def test_output_formats_come_from_one_registry(run_cli):
     from mt3.errors import UsageError
     from mt3.outputs import WRITERS, formats_help, output_paths, parse_formats
 
-    assert list(WRITERS) == ["midi", "json", "png", "wav"]
+    names = ["midi", "json", "png", "wav", "musicxml", "score-pdf", "score-svg", "score-png"]
+    assert list(WRITERS) == names
     assert parse_formats("midi, wav") == ["midi", "wav"]
     assert parse_formats("", allow_empty=True) == []
-    assert [p.name for p in output_paths("out/take", ["midi", "json"])] == ["take.mid", "take.json"]
-    with pytest.raises(UsageError, match="--format takes midi, json, png, wav"):
+    assert [p.name for p in output_paths("out/take", ["midi", "json", "score-pdf"])] == [
+        "take.mid", "take.json", "take.score.pdf",
+    ]  # fmt: skip
+    with pytest.raises(UsageError, match="--format takes midi, json, png, wav, musicxml, "):
         parse_formats("midi,mp4")
     for command in ("transcribe", "evaluate"):
         with pytest.raises(SystemExit):
