@@ -100,6 +100,7 @@ def trim_after_eos(ids: np.ndarray) -> list[int]:
 DEFAULT_BATCH = {"cpu": 32}
 DEFAULT_ACCELERATOR_BATCH = 256
 STEPS_PER_CALL = 16  # search steps per device call between refills of finished rows
+ADMIT_DIVISOR = 8  # a start call encodes batch / 8 segments, once that many rows are free
 
 
 def auto_batch_size(num_segments: int, platform: str | None = None) -> int:
@@ -246,6 +247,12 @@ class Transcriber:
 
     # -- continuous batching -----------------------------------------------------------------
 
+    @staticmethod
+    @jax.jit
+    def _shrink(rows, keep):
+        """The rows ``keep`` [B'] of a batch of rows (every leaf is batch-first)."""
+        return jax.tree.map(lambda leaf: leaf[keep], rows)
+
     def _row_functions(self, batch: int):
         """(empty rows, start segments in rows, run search steps) for ``batch`` rows."""
         key = ("rows", batch)
@@ -286,14 +293,19 @@ class Transcriber:
 
     def _continuous(self, stream, batch: int, progress: tqdm | None):
         """Run the stream of (item, first frame, samples, valid frames) through ``batch`` rows;
-        yields (item, first frame, ids) as segments end."""
+        yields (item, first frame, ids) as segments end.
+
+        Once the stream is read to its end and at most half of the rows are still busy,
+        those rows move to a smaller batch (a power of two that holds them): the last, longest
+        segments of a job then run at the cost of their own count, not of the full batch."""
         empty, start, steps = self._row_functions(batch)
         rows = empty(self._state)
-        admit = max(1, batch // 8)  # segments encoded per start call
+        admit = max(1, batch // ADMIT_DIVISOR)  # segments encoded per start call
         limits = phase_limits(self.max_length, PHASE_LENGTH)
         holder = [None] * batch  # (item, first frame) of the segment in each row
         index = np.zeros(batch, np.int64)  # each row's position, as of the last harvest
         waiting = []  # segments read ahead, not yet in a row
+        finished = []  # (item, first frame, ids) harvested, not yet yielded
         exhausted = False
         segment_seconds = self.config.segment_frames / FRAMES_PER_SECOND
 
@@ -325,11 +337,22 @@ class Transcriber:
                 free = free[take:]
                 read_ahead(batch)
             busy = [row for row in range(batch) if holder[row] is not None]
+            if exhausted and not waiting and 0 < len(busy) <= batch // 2:
+                smaller = 1 << (len(busy) - 1).bit_length()
+                keep = busy + [row for row in range(batch) if holder[row] is None]
+                keep = np.array(keep[:smaller], np.int32)
+                rows = self._shrink(rows, keep)
+                holder, index, batch = [holder[r] for r in keep], index[keep], smaller
+                empty, start, steps = self._row_functions(batch)
+                busy = list(range(len(busy)))
             if not busy:
+                yield from finished
                 return
             deepest = int(index[busy].max())
             limit = next(limit for limit in limits if limit > deepest)
             rows = steps(self._state, rows, limit)
+            yield from finished  # the caller's work on them overlaps the device's
+            finished = []
             read_ahead(batch)  # reads the audio while the device decodes
             active = np.asarray(rows.active)
             index = np.asarray(rows.index).astype(np.int64)
@@ -340,7 +363,8 @@ class Transcriber:
                 for row in ended:
                     item, frame = holder[row]
                     holder[row] = None
-                    yield item, frame, row_result(tokens[row], index[row], finished_end[row])
+                    finished.append((item, frame, row_result(tokens[row], index[row],
+                                                             finished_end[row])))  # fmt: skip
                     if progress is not None:
                         _advance(progress, segment_seconds)
 

@@ -18,6 +18,7 @@ caller gives shardings.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import shutil
@@ -93,13 +94,20 @@ def read_config(path: str | os.PathLike) -> ModelConfig:
         raise CheckpointError(f"{file}: unreadable model config ({error})") from None
 
 
+@functools.cache
+def _abstract_model(config: ModelConfig):
+    """(graphdef, parameter state, other state) of the network traced without allocating:
+    tracing the constructor takes longer than reading the parameters, so it is done once."""
+    return nnx.split(nnx.eval_shape(lambda: Transformer(config, rngs=nnx.Rngs(0))), nnx.Param, ...)
+
+
 def abstract_params(config: ModelConfig, sharding=None) -> dict:
     """ShapeDtypeStructs of a network's parameters (nothing is allocated)."""
-    model = nnx.eval_shape(lambda: Transformer(config, rngs=nnx.Rngs(0)))
+    _, param_state, _ = _abstract_model(config)
     sharding = sharding or jax.sharding.SingleDeviceSharding(jax.devices()[0])
     return jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
-        nnx.to_pure_dict(nnx.state(model, nnx.Param)),
+        nnx.to_pure_dict(param_state),
     )
 
 
@@ -138,8 +146,8 @@ def build_model(config: ModelConfig, params: dict) -> Transformer:
     """The network with the given parameters, without first drawing random ones (which takes
     longer than reading the checkpoint): the module tree is traced abstractly, the parameters
     are put in, and the dropout generators get fresh keys as ``nnx.Rngs(0)`` would."""
-    abstract = nnx.eval_shape(lambda: Transformer(config, rngs=nnx.Rngs(0)))
-    graphdef, param_state, rest = nnx.split(abstract, nnx.Param, ...)
+    graphdef, param_state, rest = _abstract_model(config)
+    param_state = jax.tree.map(lambda leaf: leaf, param_state)  # a copy: the cached one stays
     nnx.replace_by_pure_dict(param_state, params)
 
     def concrete(leaf):
