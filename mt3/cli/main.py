@@ -35,7 +35,7 @@ Commands:
   notate              MIDI or notes JSON -> sheet music (MusicXML, PDF/SVG/PNG pages)
   download            Magenta's released model (mt3, ismir2021) -> verified, in the cache
   serve               a local web app: upload or record audio, see and download the notes
-  demo                generate data, train a tiny model, evaluate it, transcribe (15 min, CPU)
+  demo                generate data, train a tiny model, evaluate it, transcribe (12 min, CPU)
   convert-checkpoint  Magenta's released T5X checkpoints -> mt3 checkpoints
   prepare             raw dataset release or your audio + MIDI folder -> record shards
   train               train (or resume) a model on prepared data, configured with gin
