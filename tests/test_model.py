@@ -220,3 +220,16 @@ def test_loss_is_summed_cross_entropy_plus_z_loss():
     out = sequence_loss(logits, targets)
     assert float(out["loss"]) == pytest.approx(-np.log(0.25) + 0.0, abs=1e-6)
     assert float(out["tokens"]) == 1
+
+
+def test_a_checkpoint_named_by_a_relative_path_converts(golden_dir, tmp_path, monkeypatch):
+    """`mt3 convert-checkpoint ../shared/...` (and `mt3 download --from ../shared/...`): the zarr
+    arrays are opened by absolute path (tensorstore refuses relative ones)."""
+    import os
+
+    folder = golden_dir("model")
+    monkeypatch.chdir(tmp_path)
+    relative = os.path.relpath(folder / "t5x_mt3_random", tmp_path)
+    assert not os.path.isabs(relative)
+    params = read_t5x_params(relative)
+    assert "decoder/layers_0/encoder_decoder_attention/key/kernel" in params

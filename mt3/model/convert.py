@@ -15,6 +15,7 @@ Every expected path and shape is checked, and missing or extra arrays are named.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from pathlib import Path
 
@@ -65,7 +66,8 @@ def _read_zarr(spec: dict, folder: Path) -> np.ndarray:
         raise CheckpointError(f"{path}: zarr array referenced by the checkpoint is missing")
     try:
         store = tensorstore.open(
-            {"driver": "zarr", "kvstore": {"driver": "file", "path": str(path)}}, open=True
+            {"driver": "zarr", "kvstore": {"driver": "file", "path": os.path.abspath(path)}},
+            open=True,
         ).result()
         return np.asarray(store.read().result())
     except Exception as error:  # tensorstore reports corrupt chunks with its own error types
