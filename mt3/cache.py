@@ -3,7 +3,7 @@
 ``MT3_HOME`` moves the folder (default ``$XDG_CACHE_HOME/mt3``, i.e. ``~/.cache/mt3``). Compiled
 programs are kept in ``<cache>/jax``, so a second ``mt3 transcribe`` skips the compilation (it
 still traces the programs): measured with the released mt3 weights on 2 CPU cores, a folder of
-318 s of music took 49.3 s the first time and 35.9 s the next (README, Speed).
+318 s of music took 46.7 s the first time and 32.4 s the next (README, Speed).
 ``MT3_COMPILATION_CACHE=off`` turns it off.
 """
 

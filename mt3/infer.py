@@ -101,6 +101,7 @@ DEFAULT_BATCH = {"cpu": 32}
 DEFAULT_ACCELERATOR_BATCH = 256
 STEPS_PER_CALL = 16  # search steps per device call between refills of finished rows
 ADMIT_DIVISOR = 8  # a start call encodes batch / 8 segments, once that many rows are free
+SHRINK_DIVISOR = 8  # at the end of a job, rows move to a smaller batch once 1/8 are busy
 
 
 def auto_batch_size(num_segments: int, platform: str | None = None) -> int:
@@ -295,7 +296,7 @@ class Transcriber:
         """Run the stream of (item, first frame, samples, valid frames) through ``batch`` rows;
         yields (item, first frame, ids) as segments end.
 
-        Once the stream is read to its end and at most half of the rows are still busy,
+        Once the stream is read to its end and at most an eighth of the rows are still busy,
         those rows move to a smaller batch (a power of two that holds them): the last, longest
         segments of a job then run at the cost of their own count, not of the full batch."""
         empty, start, steps = self._row_functions(batch)
@@ -337,7 +338,7 @@ class Transcriber:
                 free = free[take:]
                 read_ahead(batch)
             busy = [row for row in range(batch) if holder[row] is not None]
-            if exhausted and not waiting and 0 < len(busy) <= batch // 2:
+            if exhausted and not waiting and 0 < len(busy) <= batch // SHRINK_DIVISOR:
                 smaller = 1 << (len(busy) - 1).bit_length()
                 keep = busy + [row for row in range(batch) if holder[row] is None]
                 keep = np.array(keep[:smaller], np.int32)
