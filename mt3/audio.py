@@ -16,8 +16,10 @@ This module is NumPy only, so token and scoring code can use its constants witho
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -85,6 +87,31 @@ def split_segments(samples: np.ndarray, segment_frames: int) -> tuple[np.ndarray
 # Loading
 
 
+@contextlib.contextmanager
+def _library_messages_filtered():
+    """libmpg123, inside libsndfile, prints its decoding errors straight to file descriptor 2
+    ("[src/libmpg123/layer3.c:...] error: dequantization failed!"), ahead of our one-line error.
+    While a file is opened or read, fd 2 goes to a temporary file; afterwards everything but
+    libmpg123's lines is written back."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr at all
+        yield
+        return
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            lines = sink.read().decode(errors="replace").splitlines(keepends=True)
+            kept = "".join(line for line in lines if "libmpg123" not in line)
+            if kept:
+                os.write(2, kept.encode())
+
+
 def _open(path: Path):
     import soundfile
 
@@ -95,7 +122,8 @@ def _open(path: Path):
     if path.stat().st_size == 0:
         raise AudioError(f"{path}: file is empty (0 bytes)")
     try:
-        opened = soundfile.SoundFile(str(path))
+        with _library_messages_filtered():
+            opened = soundfile.SoundFile(str(path))
     except Exception as error:  # libsndfile reports corrupt and unknown formats alike
         reason = str(error).split(":")[-1].strip().rstrip(".") or type(error).__name__
         raise AudioError(
@@ -169,7 +197,8 @@ def stream_audio(
         frames_read = 0
         while True:
             try:
-                data = f.read(block, dtype="float32", always_2d=True)
+                with _library_messages_filtered():
+                    data = f.read(block, dtype="float32", always_2d=True)
             except Exception as error:
                 raise AudioError(f"{path}: audio data is corrupt ({error})") from None
             last = data.shape[0] < block

@@ -4,6 +4,7 @@ MT3's TensorFlow front end (../shared/golden/features)."""
 from __future__ import annotations
 
 import json
+import os
 
 import jax
 import numpy as np
@@ -175,3 +176,24 @@ def test_features_independent_of_batch_size():
     a, _, _ = audio_to_features(samples, 256, batch_size=1)
     b, _, _ = audio_to_features(samples, 256, batch_size=3)
     np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_decoder_library_messages_stay_out_of_the_error(tmp_path, capfd):
+    """libmpg123 (inside libsndfile) prints "dequantization failed" straight to file descriptor 2
+    while decoding a damaged mp3; the user should see our one error, not the library's log."""
+    import soundfile
+
+    from mt3.audio import AudioError, load_audio
+
+    t = np.arange(16000 * 3) / 16000
+    soundfile.write(tmp_path / "ok.mp3", 0.3 * np.sin(2 * np.pi * 440 * t), 16000, format="MP3")
+    data = bytearray((tmp_path / "ok.mp3").read_bytes())
+    for i in range(200, len(data), 97):
+        data[i] = (data[i] * 7 + 13) % 256
+    (tmp_path / "bad.mp3").write_bytes(bytes(data))
+    capfd.readouterr()
+    with pytest.raises(AudioError, match="bad.mp3: truncated"):
+        load_audio(tmp_path / "bad.mp3")
+    assert "libmpg123" not in capfd.readouterr().err
+    os.write(2, b"other messages still pass\n")
+    assert "other messages still pass" in capfd.readouterr().err
