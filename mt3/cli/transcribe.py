@@ -73,26 +73,20 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
-    from mt3.infer import (
-        TranscribeOptions,
-        expand_inputs,
-        output_bases,
-        take_shard,
-        transcribe_files,
-    )
+    from mt3 import infer
     from mt3.model.decoding import DecodeOptions
     from mt3.outputs import parse_formats
 
     formats = parse_formats(args.format)
-    inputs = take_shard(expand_inputs(args.audio, args.files), args.shard)
+    inputs = infer.take_shard(infer.expand_inputs(args.audio, args.files), args.shard)
     paths = [path for path, _ in inputs]
-    bases = output_bases(paths, args.output, [name for _, name in inputs])
-    options = TranscribeOptions(
+    bases = infer.output_bases(paths, args.output, [name for _, name in inputs])
+    options = infer.TranscribeOptions(
         batch_size=args.batch_size,
         decode=DecodeOptions(mode=args.decode, num_beams=args.beams, max_length=args.max_tokens),
         instruments=args.instruments,
     )
-    for audio, written, result in transcribe_files(
+    for audio, written, result in infer.transcribe_files(
         paths, bases, args.checkpoint, options, formats,
         variant=args.variant, dump_tokens=args.dump_tokens, reference=args.reference,
         overwrite=args.overwrite, skip_existing=args.skip_existing,
