@@ -42,13 +42,12 @@ from flax import nnx
 from mt3.audio import SAMPLE_RATE, load_audio
 from mt3.config import ModelConfig, get_variant
 from mt3.events import notes_to_segment_tokens
-from mt3.infer import TranscribeOptions, Transcriber
+from mt3.infer import TranscribeOptions, Transcriber, encode_into_rows, row_cache
 from mt3.model.decoding import PHASE_LENGTH, empty_rows, row_steps, start_rows
 from mt3.model.store import load_model, save_model
 from mt3.model.t5 import Transformer
 from mt3.notes import read_midi, write_midi
 from mt3.render import render_notes
-from mt3.spectrogram import log_mel
 
 sys.path.insert(0, str(Path(__file__).parent))
 from audio import best_time, generated_piece  # noqa: E402  (benchmarks/audio.py)
@@ -109,27 +108,18 @@ class ForcedTranscriber(Transcriber):
         key = ("forced", batch)
         if key in self._compiled:
             return self._compiled[key]
-        graphdef, options, config = self._graphdef, self.decode_options, self.config
-        length = self.max_length + 1
+        graphdef, options, max_length = self._graphdef, self.decode_options, self.max_length
+        length = max_length + 1
 
         def empty(state):
-            model = nnx.merge(graphdef, state)
-            encoded = jnp.zeros((batch, config.segment_frames, config.emb_dim), jnp.float32)
-            cache = model.decoder.init_cache(encoded, self.max_length, PHASE_LENGTH)
+            cache = row_cache(nnx.merge(graphdef, state), batch, self.max_length)
             return empty_rows(
                 batch, self.max_length, (cache, jnp.zeros((batch, length), jnp.int32))
             )
 
         def start(state, rows, samples, valid, slots, targets):
-            model = nnx.merge(graphdef, state)
-            encoded = model.encode(log_mel(samples, valid))
             cache, old_targets = rows.cache
-            keys, values = [], []
-            for i, layer in enumerate(model.decoder.layers()):
-                k, v = layer.encoder_decoder_attention.project_kv(encoded)
-                keys.append(cache.cross_keys[i].at[slots].set(k, mode="drop"))
-                values.append(cache.cross_values[i].at[slots].set(v, mode="drop"))
-            cache = cache._replace(cross_keys=tuple(keys), cross_values=tuple(values))
+            cache = encode_into_rows(nnx.merge(graphdef, state), cache, samples, valid, slots)
             return start_rows(rows, slots, (cache, old_targets.at[slots].set(targets, mode="drop")))
 
         def steps(state, rows, limit):

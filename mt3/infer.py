@@ -125,6 +125,25 @@ class _Item:
         return self.count is not None and len(self.ids) == self.count
 
 
+def row_cache(model: Transformer, batch: int, max_length: int):
+    """An empty decoder cache for ``batch`` rows of continuous batching."""
+    config = model.config
+    encoded = jnp.zeros((batch, config.segment_frames, config.emb_dim), jnp.float32)
+    return model.decoder.init_cache(encoded, max_length, PHASE_LENGTH)
+
+
+def encode_into_rows(model: Transformer, cache, samples, num_valid_frames, slots):
+    """Encode new segments (log-mel, encoder) and write their cross-attention keys/values into
+    rows ``slots`` of ``cache`` (a slot equal to the batch size is ignored)."""
+    encoded = model.encode(log_mel(samples, num_valid_frames))
+    keys, values = [], []
+    for i, layer in enumerate(model.decoder.layers()):
+        new_keys, new_values = layer.encoder_decoder_attention.project_kv(encoded)
+        keys.append(cache.cross_keys[i].at[slots].set(new_keys, mode="drop"))
+        values.append(cache.cross_values[i].at[slots].set(new_values, mode="drop"))
+    return cache._replace(cross_keys=tuple(keys), cross_values=tuple(values))
+
+
 def _advance(bar: tqdm, seconds: float) -> None:
     """Move the bar by a segment's seconds (the last segment of a file is shorter)."""
     if bar.total is not None:
@@ -260,23 +279,15 @@ class Transcriber:
         if key in self._compiled:
             return self._compiled[key]
         graphdef, options, bias = self._graphdef, self.decode_options, self._logit_bias
-        config, max_length = self.config, self.max_length
+        max_length = self.max_length
 
         def empty(state):
             model = nnx.merge(graphdef, state)
-            encoded = jnp.zeros((batch, config.segment_frames, config.emb_dim), jnp.float32)
-            cache = model.decoder.init_cache(encoded, max_length, PHASE_LENGTH)
-            return empty_rows(batch, max_length, cache)
+            return empty_rows(batch, max_length, row_cache(model, batch, max_length))
 
         def start(state, rows, samples, num_valid_frames, slots):
             model = nnx.merge(graphdef, state)
-            encoded = model.encode(log_mel(samples, num_valid_frames))
-            keys, values = [], []
-            for i, layer in enumerate(model.decoder.layers()):
-                new_keys, new_values = layer.encoder_decoder_attention.project_kv(encoded)
-                keys.append(rows.cache.cross_keys[i].at[slots].set(new_keys, mode="drop"))
-                values.append(rows.cache.cross_values[i].at[slots].set(new_values, mode="drop"))
-            cache = rows.cache._replace(cross_keys=tuple(keys), cross_values=tuple(values))
+            cache = encode_into_rows(model, rows.cache, samples, num_valid_frames, slots)
             return start_rows(rows, slots, cache)
 
         def steps(state, rows, limit):
@@ -380,8 +391,10 @@ class Transcriber:
         ``audios`` may be a lazy iterable (read only as the stream reaches each entry); the
         progress bar and the batch size then use ``total_seconds`` if given. For a list, the
         total is read from the files' headers."""
-        if isinstance(audios, (list, tuple)) and total_seconds is None:
-            total_seconds = sum(_seconds_of(audio) for audio in audios)
+        known = {}  # seconds of each listed input, read from its header once
+        if isinstance(audios, (list, tuple)):
+            known = {number: _seconds_of(audio) for number, audio in enumerate(audios)}
+            total_seconds = sum(known.values()) if total_seconds is None else total_seconds
         bar = tqdm(
             total=None if total_seconds is None else round(total_seconds, 1),
             disable=not progress,
@@ -403,7 +416,8 @@ class Transcriber:
                     chunks = [audio.astype(np.float32).reshape(-1)]
                 else:
                     chunks = stream_audio(audio)
-                items.append(_Item(_name_of(audio), _seconds_of(audio)))
+                seconds = known[number] if number in known else _seconds_of(audio)
+                items.append(_Item(_name_of(audio), seconds))
                 count = 0
                 for frame, samples, valid in iter_segments(chunks, frames):
                     yield number, frame, samples, valid
