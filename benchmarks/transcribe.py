@@ -135,7 +135,8 @@ class ForcedTranscriber(Transcriber):
 
         start_jit = jax.jit(start, donate_argnums=1)
 
-        def start_with_targets(state, rows, samples, valid, slots):
+        def start_with_targets(state, rows, samples, valid, slots, prefix, prefix_length):
+            del prefix, prefix_length  # no segment context: the ids are given
             targets = np.zeros((slots.size, length), np.int32)
             targets[:, 0] = 1  # EOS at once for padding slots
             for k in range(int(np.sum(slots < batch))):

@@ -26,13 +26,20 @@ def load_model(path):
 
 
 def transcribe(
-    audio, model, *, batch_size: int | None = None, instruments: str | None = None
+    audio,
+    model,
+    *,
+    batch_size: int | None = None,
+    instruments: str | None = None,
+    context: str = "none",
 ) -> Notes:
     """Notes of an audio file (any length and format) or a 16 kHz mono float32 array.
 
-    For many files, build one ``mt3.infer.Transcriber`` and reuse it: it keeps the compiled model.
+    ``context='ties'`` opens each segment with the notes still sounding from the one before
+    (``mt3.infer.TranscribeOptions``). For many files, build one ``mt3.infer.Transcriber`` and
+    reuse it: it keeps the compiled model.
     """
     from mt3.infer import TranscribeOptions, Transcriber
 
-    options = TranscribeOptions(batch_size=batch_size, instruments=instruments)
+    options = TranscribeOptions(batch_size=batch_size, instruments=instruments, context=context)
     return Transcriber(model, options).transcribe(audio).notes

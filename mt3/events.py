@@ -392,3 +392,44 @@ def segment_tokens_to_notes(
                 if not decoder.event(step, event_type, value):
                     invalid += 1
     return DecodeResult(decoder.flush(), invalid, dropped)
+
+
+def tie_section_after(ids: Sequence[int], vocab: VocabConfig | str) -> list[int]:
+    """The tie section that carries a segment's still-sounding notes into the next segment.
+
+    Follows ``ids`` (one segment's model ids, its own tie section first) as MT3's
+    encoder does: the tie section's notes and every onset without a later offset are sounding at
+    the end. Returns the ids that open the next segment in MT3's training targets (§2.6):
+    ``program q, pitch n ...`` per program in (program, pitch) order, each program once, then
+    ``tie``. Drums never sound on. (Stitching drops events past the next segment's start; the
+    encoder does not, so neither does this.)
+    """
+    vocab = vocabulary(vocab)
+    if EOS_ID in ids:
+        ids = ids[: list(ids).index(EOS_ID)]
+    kinds = vocab.event_types_of(np.asarray(ids, dtype=np.int64)).tolist()
+    sounding: set[tuple[int, int]] = set()
+    program, velocity, in_ties = None, 1, vocab.config.include_ties
+    for token, kind in zip(ids, kinds):
+        if kind < 0:
+            continue
+        event_type = EVENT_TYPES[kind]
+        value = token - vocab.first_id[event_type]
+        if event_type == "tie":
+            in_ties = False
+        elif event_type == "program":
+            program = value
+        elif event_type == "velocity":
+            velocity = value
+        elif event_type == "pitch" and program is not None:
+            if in_ties or velocity > 0:
+                sounding.add((program, value))
+            else:
+                sounding.discard((program, value))
+    section, last = [], None
+    for program, pitch in sorted(sounding):
+        if program != last:
+            section.append(vocab.event_id("program", program))
+            last = program
+        section.append(vocab.event_id("pitch", pitch))
+    return section + [vocab.tie_id]

@@ -34,7 +34,7 @@ from mt3.audio import (
 )
 from mt3.cache import enable_compilation_cache
 from mt3.errors import Mt3Error
-from mt3.events import segment_tokens_to_notes
+from mt3.events import segment_tokens_to_notes, tie_section_after
 from mt3.model.decoding import (
     PHASE_LENGTH,
     DecodeOptions,
@@ -63,16 +63,24 @@ class TranscribeOptions:
     """batch_size: segments decoded at once (None: chosen from the device and the amount of audio,
     ``auto_batch_size``); instruments: e.g. 'piano,bass,drums' or '0,33' to restrict the output
     (None: any instrument, as MT3); continuous: refill a batch row as soon as its segment ends
-    (the 'mt3' and 'greedy' searches; 'beam' always runs whole batches)."""
+    (the 'mt3' and 'greedy' searches; 'beam' always runs whole batches); context: 'none' decodes
+    every segment on its own, as MT3; 'ties' opens each segment with the tie section of the
+    notes still sounding at the end of the previous one (docs/mt3.md, "Segment context")."""
 
     batch_size: int | None = None
     decode: DecodeOptions = DecodeOptions()
     instruments: str | None = None
     continuous: bool = True
+    context: str = "none"
 
     def __post_init__(self):
         if self.batch_size is not None and self.batch_size < 1:
             raise TranscribeError(f"batch size must be at least 1, got {self.batch_size}")
+        if self.context not in CONTEXTS:
+            choices = ", ".join(CONTEXTS)
+            raise TranscribeError(f"context must be one of {choices}, got {self.context!r}")
+        if self.context != "none" and not self.continuous:
+            raise TranscribeError("segment context needs continuous batching")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,6 +110,13 @@ DEFAULT_ACCELERATOR_BATCH = 256
 STEPS_PER_CALL = 16  # search steps per device call between refills of finished rows
 ADMIT_DIVISOR = 8  # a start call encodes batch / 8 segments, once that many rows are free
 SHRINK_DIVISOR = 8  # at the end of a job, rows move to a smaller batch once 1/8 are busy
+CONTEXTS = ("none", "ties")
+# With context, a file's segments form chains decoded in order, each segment opened by the tie
+# section of the one before it; a chain's first segment starts with no context. Chains are as
+# long as the read-ahead allows while giving every row work (``chain_length``).
+MIN_CHAIN = 4
+READ_AHEAD_SEGMENTS = 1024  # segments held in memory at most (134 MB of 16 kHz audio)
+PREFIX_WIDTH = 128  # longest tie section forced; a longer one starts its segment with none
 
 
 def auto_batch_size(num_segments: int, platform: str | None = None) -> int:
@@ -109,6 +124,12 @@ def auto_batch_size(num_segments: int, platform: str | None = None) -> int:
     platform = platform or jax.default_backend()
     most = DEFAULT_BATCH.get(platform, DEFAULT_ACCELERATOR_BATCH)
     return max(1, min(most, 1 << (max(1, num_segments) - 1).bit_length()))
+
+
+def chain_length(num_segments: int, batch: int) -> int:
+    """Segments per chain: about two chains per row, at least MIN_CHAIN, within the read-ahead."""
+    most = max(MIN_CHAIN, max(READ_AHEAD_SEGMENTS, 8 * batch) // batch)
+    return int(min(most, max(MIN_CHAIN, -(-num_segments // (2 * batch)))))
 
 
 @dataclasses.dataclass
@@ -190,6 +211,12 @@ class Transcriber:
         self.max_length = max_length
         self.decode_options = dataclasses.replace(options.decode, max_length=max_length)
         self.continuous = options.continuous and options.decode.mode in ("mt3", "greedy")
+        if options.context != "none" and not self.continuous:
+            raise TranscribeError("segment context needs the 'mt3' or 'greedy' search")
+        if options.context != "none" and not self.vocab.config.include_ties:
+            raise TranscribeError(
+                f"segment context needs a vocabulary with ties ({self.config.vocab!r} has none)"
+            )
         self._compiled = {}
 
     @property
@@ -285,10 +312,10 @@ class Transcriber:
             model = nnx.merge(graphdef, state)
             return empty_rows(batch, max_length, row_cache(model, batch, max_length))
 
-        def start(state, rows, samples, num_valid_frames, slots):
+        def start(state, rows, samples, num_valid_frames, slots, prefix, prefix_length):
             model = nnx.merge(graphdef, state)
             cache = encode_into_rows(model, rows.cache, samples, num_valid_frames, slots)
-            return start_rows(rows, slots, cache)
+            return start_rows(rows, slots, cache, prefix, prefix_length)
 
         def steps(state, rows, limit):
             model = nnx.merge(graphdef, state)
@@ -304,58 +331,86 @@ class Transcriber:
         return functions
 
     def _continuous(self, stream, batch: int, progress: tqdm | None):
-        """Run the stream of (item, first frame, samples, valid frames) through ``batch`` rows;
-        yields (item, first frame, ids) as segments end.
+        """Run the stream of (item, first frame, samples, valid frames, previous frame) through
+        ``batch`` rows; yields (item, first frame, ids) as segments end.
 
-        Once the stream is read to its end and at most an eighth of the rows are still busy,
-        those rows move to a smaller batch (a power of two that holds them): the last, longest
-        segments of a job then run at the cost of their own count, not of the full batch."""
+        A segment with a previous frame (segment context, ``TranscribeOptions.context``) waits
+        until that segment of its item has ended and opens with its tie section; the others
+        start as soon as rows are free. Once the stream is read to its end and at most an eighth
+        of the rows are needed, the busy rows move to a smaller batch (a power of two that holds
+        them): the last, longest segments of a job then run at the cost of their own count."""
         empty, start, steps = self._row_functions(batch)
         rows = empty(self._state)
-        admit = max(1, batch // ADMIT_DIVISOR)  # segments encoded per start call
+        # segments encoded per start call (with context, successors arrive one by one)
+        admit = 1 if self.options.context != "none" else max(1, batch // ADMIT_DIVISOR)
         limits = phase_limits(self.max_length, PHASE_LENGTH)
         holder = [None] * batch  # (item, first frame) of the segment in each row
         index = np.zeros(batch, np.int64)  # each row's position, as of the last harvest
         waiting = []  # segments read ahead, not yet in a row
         finished = []  # (item, first frame, ids) harvested, not yet yielded
+        ended_ids = {}  # (item, first frame) -> ids of ended segments that a successor awaits
         exhausted = False
-        segment_seconds = self.config.segment_frames / FRAMES_PER_SECOND
+        frames = self.config.segment_frames
+        segment_seconds = frames / FRAMES_PER_SECOND
+        most_waiting = max(batch, READ_AHEAD_SEGMENTS)
 
-        def read_ahead(count):
+        def ready():
+            return [w for w in waiting if w[4] is None or (w[0], w[4]) in ended_ids]
+
+        def read_ahead():
             nonlocal exhausted
-            while len(waiting) < count and not exhausted:
+            while not exhausted and len(waiting) < most_waiting:
+                if len(waiting) >= batch and len(ready()) >= batch:
+                    break
                 segment = next(stream, None)
                 if segment is None:
                     exhausted = True
                 else:
                     waiting.append(segment)
 
-        read_ahead(batch)
+        def prefix_of(item, previous):
+            section = tie_section_after(ended_ids.pop((item, previous)), self.config.vocab)
+            return section if len(section) <= PREFIX_WIDTH else []
+
+        read_ahead()
         while True:
             free = [row for row in range(batch) if holder[row] is None]
-            while waiting and free and (len(free) >= admit or exhausted):
-                take = min(admit, len(free), len(waiting))
-                if take < admit and not exhausted:
+            busy = batch - len(free)
+            candidates = ready()
+            while candidates and free:
+                stuck = exhausted or len(waiting) >= most_waiting or not busy
+                if len(candidates) < admit and not stuck or len(free) < admit and not exhausted:
                     break
-                group, waiting[:take] = waiting[:take], []
+                group, candidates = candidates[:admit], candidates[admit:]
+                group = group[: len(free)]
+                waiting[:] = [w for w in waiting if not any(w is g for g in group)]
                 samples = np.zeros((admit, self.segment_samples), np.float32)
                 valid = np.ones(admit, np.int32)
                 slots = np.full(admit, batch, np.int32)  # slot == batch: ignored
-                for k, (item, frame, audio, frames) in enumerate(group):
-                    samples[k], valid[k], slots[k] = audio, frames, free[k]
+                prefix = np.zeros((admit, PREFIX_WIDTH), np.int32)
+                prefix_length = np.zeros(admit, np.int32)
+                for k, (item, frame, audio, valid_frames, previous) in enumerate(group):
+                    samples[k], valid[k], slots[k] = audio, valid_frames, free[k]
                     holder[free[k]] = (item, frame)
                     index[free[k]] = 0
-                rows = start(self._state, rows, samples, valid, slots)
-                free = free[take:]
-                read_ahead(batch)
+                    if previous is not None:
+                        section = prefix_of(item, previous)
+                        prefix[k, : len(section)], prefix_length[k] = section, len(section)
+                rows = start(self._state, rows, samples, valid, slots, prefix, prefix_length)
+                free, busy = free[len(group) :], busy + len(group)
+                if not candidates:
+                    read_ahead()
+                    candidates = ready()
             busy = [row for row in range(batch) if holder[row] is not None]
-            if exhausted and not waiting and 0 < len(busy) <= batch // SHRINK_DIVISOR:
-                smaller = 1 << (len(busy) - 1).bit_length()
+            needed = len(busy) + sum(1 for w in waiting if w[4] is None)  # a chain needs one row
+            if exhausted and busy and needed <= batch // SHRINK_DIVISOR:
+                smaller = 1 << (needed - 1).bit_length()
                 keep = busy + [row for row in range(batch) if holder[row] is None]
                 keep = np.array(keep[:smaller], np.int32)
                 rows = self._shrink(rows, keep)
                 holder, index, batch = [holder[r] for r in keep], index[keep], smaller
                 empty, start, steps = self._row_functions(batch)
+                admit = 1 if self.options.context != "none" else max(1, batch // ADMIT_DIVISOR)
                 busy = list(range(len(busy)))
             if not busy:
                 yield from finished
@@ -365,7 +420,7 @@ class Transcriber:
             rows = steps(self._state, rows, limit)
             yield from finished  # the caller's work on them overlaps the device's
             finished = []
-            read_ahead(batch)  # reads the audio while the device decodes
+            read_ahead()  # reads the audio while the device decodes
             active = np.asarray(rows.active)
             index = np.asarray(rows.index).astype(np.int64)
             ended = [row for row in busy if not active[row]]
@@ -375,8 +430,10 @@ class Transcriber:
                 for row in ended:
                     item, frame = holder[row]
                     holder[row] = None
-                    finished.append((item, frame, row_result(tokens[row], index[row],
-                                                             finished_end[row])))  # fmt: skip
+                    ids = row_result(tokens[row], index[row], finished_end[row])
+                    finished.append((item, frame, ids))
+                    if self.options.context != "none":
+                        ended_ids[(item, frame)] = ids  # its successor may not be read yet
                     if progress is not None:
                         _advance(progress, segment_seconds)
 
@@ -420,7 +477,8 @@ class Transcriber:
                 items.append(_Item(_name_of(audio), seconds))
                 count = 0
                 for frame, samples, valid in iter_segments(chunks, frames):
-                    yield number, frame, samples, valid
+                    head = self.options.context == "none" or count % chain == 0
+                    yield number, frame, samples, valid, None if head else frame - frames
                     count += 1
                 items[number].count = count
 
@@ -434,9 +492,13 @@ class Transcriber:
             )
 
         next_item = 0
+        batch = self.batch_size_for(total_seconds)
+        segments = 1 << 30 if total_seconds is None else total_seconds * FRAMES_PER_SECOND / frames
+        chain = chain_length(int(segments) + 1, batch)
+        if self.options.context != "none" and self.options.batch_size is None:
+            batch = min(batch, auto_batch_size(-(-(int(segments) + 1) // chain)))  # row per chain
         try:
             if self.continuous:
-                batch = self.batch_size_for(total_seconds)
                 decoded = self._continuous(stream(), batch, bar)
             else:
                 decoded = self._batched(stream(), bar)
@@ -459,7 +521,7 @@ class Transcriber:
     def _batched(self, stream, progress):
         """The stream through whole batches, one file at a time (as MT3 decodes)."""
         for number, segments in itertools.groupby(stream, key=lambda segment: segment[0]):
-            segments = (segment[1:] for segment in segments)
+            segments = (segment[1:4] for segment in segments)
             for frame, ids in self.segment_ids(segments, progress):
                 yield number, frame, ids
 

@@ -235,3 +235,41 @@ def test_continuous_rows_match_the_batched_search(mode):
         assert results[segment] == expected, segment
         lengths.append(len(expected))
     assert len(set(lengths)) > 8 and max(lengths) > 16  # many lengths, several limits crossed
+
+
+@pytest.mark.parametrize("mode", ["greedy", "mt3"])
+def test_rows_keep_a_forced_prefix_and_search_on_from_it(mode):
+    """A row started with a prefix (a tie section, in segment context) emits it unchanged and
+    then searches as the model would from that prefix: with greedy decoding exactly the ids of
+    a search whose model can only choose the prefix at those positions."""
+    count, length, width = 6, 40, 5
+    table, mix = segment_model(count, length, seed=1)
+    rng = np.random.default_rng(2)
+    prefix = rng.integers(3, VOCAB, (count, width)).astype(np.int32)
+    prefix_length = np.array([0, 1, 3, 5, 5, 2], np.int32)
+    options = DecodeOptions(mode, max_length=length)
+
+    def rows_to_logits(tokens, cache, positions, limit):
+        return table[cache, positions] + mix[tokens], cache
+
+    rows = empty_rows(count, length, jnp.zeros(count, jnp.int32))
+    slots = jnp.arange(count)
+    rows = start_rows(rows, slots, jnp.arange(count), jnp.asarray(prefix), prefix_length)
+    for limit in phase_limits(length, 16):
+        rows = row_steps(rows_to_logits, rows, length, limit, options)
+    for segment in range(count):
+        given = prefix[segment, : prefix_length[segment]].tolist()
+        ids = row_result(np.asarray(rows.tokens[segment]), int(rows.index[segment]),
+                         int(rows.finished_end[segment]))  # fmt: skip
+        assert ids[: len(given)] == given and EOS not in ids[: len(given)]
+        if mode == "greedy":
+
+            def forced(tokens, cache, index, limit, segment=segment, given=given):
+                logits = table[segment, index][None] + mix[tokens]
+                at = jnp.asarray(given + [0])[jnp.minimum(index, len(given))]
+                bonus = jax.nn.one_hot(at, VOCAB) * 1e4 * (index < len(given))
+                return logits + bonus, cache
+
+            expected = np.asarray(decode(forced, jnp.zeros(1), 1, options)[0]).tolist()
+            expected = expected[: expected.index(EOS) + 1] if EOS in expected else expected
+            assert ids == expected, segment

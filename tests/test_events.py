@@ -262,3 +262,22 @@ def test_correct_tail_tokens_decode_to_mt3_notes_without_invalid_events(golden_d
     )
     assert result.invalid_events == 0
     assert_same_notes(result.notes, expected)
+
+
+def test_tie_section_after_a_segment_is_the_next_segments_tie_section():
+    """Following a segment's ids gives exactly the tie section MT3's encoder writes at the start
+    of the next segment (the prefix that segment context forces), on a multi-instrument piece
+    with drums, held notes and notes ending at segment boundaries."""
+    from mt3.data.synth import generate_piece
+    from mt3.events import tie_section_after
+    from mt3.vocab import vocabulary
+
+    vocab = vocabulary("mt3")
+    notes = generate_piece("band", 3, 12.0)
+    segments = notes_to_segment_tokens(notes, "mt3", num_samples=13 * 16000, segment_frames=256)
+    checked = 0
+    for current, following in zip(segments, segments[1:]):
+        expected = following.tokens[: following.tokens.index(vocab.tie_id) + 1]
+        assert tie_section_after(current.tokens, "mt3") == expected
+        checked += len(expected) > 1
+    assert checked >= 3  # several segments open with sounding notes

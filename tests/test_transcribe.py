@@ -65,6 +65,7 @@ def test_transcribe_cli_outputs(tiny_checkpoint, tmp_path, run_cli):
         "transcribe", *clips, "--checkpoint", tiny_checkpoint, "-o", tmp_path / "out",
         "--format", "midi,json,png,wav", "--max-tokens", "8", "--reference", reference,
         "--dump-tokens", tmp_path / "tokens.json", "--instruments", "piano,drums",
+        "--context", "ties",
     )  # fmt: skip
     assert status == 0, err
     for stem in ("a", "b"):
@@ -88,6 +89,10 @@ def test_transcribe_cli_outputs(tiny_checkpoint, tmp_path, run_cli):
         (["{clip}", "--checkpoint", "{ckpt}", "--instruments", "kazoo"], "unknown instrument"),
         (["{clip}", "{clip}", "--checkpoint", "{ckpt}"], "several inputs are named"),
         (["{clip}", "--checkpoint", "{ckpt}", "--batch-size", "0"], "batch size"),
+        (
+            ["{clip}", "--checkpoint", "{ckpt}", "--decode", "beam", "--context", "ties"],
+            "segment context needs the 'mt3' or 'greedy' search",
+        ),
     ],
 )
 def test_transcribe_errors(args, message, tiny_checkpoint, tmp_path, run_cli):
@@ -277,3 +282,34 @@ def test_released_weights_on_a_rendered_piano_piece(released_model, samples):
     onset_f1 = score(notes, results[True].notes)["Onset F1"]
     assert onset_f1 >= 0.9, onset_f1
     assert results[True].segments == results[False].segments
+
+
+def test_segment_context_chains_each_file_and_opens_segments_with_ties(tiny_checkpoint):
+    """With context='ties' every segment but the first of each chain (MIN_CHAIN segments of a
+    file) opens with the tie section of the segment before it, whatever the batch size and
+    whichever other files share the stream."""
+    from mt3.events import tie_section_after
+    from mt3.infer import MIN_CHAIN, TranscribeError
+    from mt3.model.store import load_model
+
+    model = load_model(tiny_checkpoint)
+    rng = np.random.default_rng(1)
+    audios = [0.1 * rng.normal(size=int(s * 16000)).astype(np.float32) for s in (12.0, 3.0, 9.5)]
+    decode = DecodeOptions("mt3", max_length=48)
+    runs = []
+    for batch, inputs in ((2, audios), (8, audios), (8, audios[2:])):
+        options = TranscribeOptions(batch_size=batch, decode=decode, context="ties")
+        runs.append([r.segments for r in Transcriber(model, options).transcribe_many(inputs)])
+    assert runs[0] == runs[1] and runs[1][2] == runs[2][0]
+    opened = 0
+    for segments in runs[0]:
+        for k in range(1, len(segments)):
+            section = tie_section_after(segments[k - 1][1], "mt3")
+            if k % MIN_CHAIN:
+                assert segments[k][1][: len(section)] == section
+                opened += 1
+    assert opened == 4 + 1 + 3  # segments 1-3 and 5 of 6, 1 of 2, 1-3 of 5
+    with pytest.raises(TranscribeError, match="context"):
+        TranscribeOptions(context="notes")
+    with pytest.raises(TranscribeError, match="'mt3' or 'greedy'"):
+        Transcriber(model, TranscribeOptions(decode=DecodeOptions("beam"), context="ties"))

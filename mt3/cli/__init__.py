@@ -31,3 +31,12 @@ def add_variant(parser, *aliases: str, default: str | None = "mt3", help: str = 
         "--variant", *aliases, dest="variant", default=default, choices=VARIANTS, metavar="NAME",
         help=f"{help} ({', '.join(VARIANTS)}; default: {default or 'none'})",
     )  # fmt: skip
+
+
+def add_context(parser) -> None:
+    """``--context``: how each segment sees the one before it (TranscribeOptions.context)."""
+    parser.add_argument(
+        "--context", default="none", choices=["none", "ties"],
+        help="none: each 2 s segment alone, exactly as MT3; ties: each segment opens with the "
+        "notes still sounding at the end of the previous one (docs/mt3.md, Segment context)",
+    )  # fmt: skip

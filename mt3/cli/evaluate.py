@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mt3.cli import add_overwrite, add_variant, command_parser
+from mt3.cli import add_context, add_overwrite, add_variant, command_parser
 from mt3.outputs import formats_help
 
 EPILOG = """\
@@ -32,6 +32,7 @@ def register(subparsers) -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--limit", type=int, help="only the first N recordings")
     parser.add_argument("--all", action="store_true", help="print every metric")
+    add_context(parser)
     add_overwrite(parser)
     parser.set_defaults(run=run)
 
@@ -47,7 +48,7 @@ def run(args: argparse.Namespace) -> None:
     formats = parse_formats(args.format, allow_empty=True)
     if not (args.data or args.paper_table):
         raise UsageError("give --data DIR (a prepared dataset) or --paper-table DATA_ROOT")
-    options = TranscribeOptions(batch_size=args.batch_size)
+    options = TranscribeOptions(batch_size=args.batch_size, context=args.context)
     if args.data:
         SplitSource(args.data, args.split or "validation")  # a missing split fails before work
     model = load_model(args.checkpoint)

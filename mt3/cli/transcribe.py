@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mt3.cli import add_variant, command_parser
+from mt3.cli import add_context, add_variant, command_parser
 from mt3.outputs import formats_help
 
 EPILOG = """\
@@ -14,7 +14,7 @@ examples:
   mt3 transcribe song.mp3                  -> ./song.mid  (the model of `mt3 download mt3`)
   mt3 transcribe a.wav b.flac -o out/ --format midi,png,wav --checkpoint converted/mt3
   mt3 transcribe piano.wav --checkpoint converted/ismir2021 --variant ismir2021
-  mt3 transcribe band.wav --checkpoint ckpt --instruments piano,bass,drums
+  mt3 transcribe band.wav --checkpoint ckpt --instruments piano,bass,drums --context ties
   mt3 transcribe take.wav --checkpoint ckpt --reference take.mid --format midi,png
   mt3 transcribe piano.wav --checkpoint runs/demo       (a training workdir: its latest step)
   mt3 transcribe recordings/ -o midi/ --checkpoint ckpt   (every audio file below recordings/)
@@ -32,14 +32,12 @@ are an error unless --overwrite (replace them) or --skip-existing. --format wav 
 transcription with a General MIDI soundfont so you can listen to it beside the original.
 --format musicxml writes a score (tempo, metre, key and parts estimated from the notes; see
 mt3 notate --help); score-pdf, score-svg and score-png engrave its pages (png is the piano roll).
---dump-tokens writes the raw decoded ids per segment.
+--dump-tokens writes the raw decoded ids per segment. --context ties: better note ends, slower.
 """
 
 
 def register(subparsers) -> None:
-    parser = command_parser(
-        subparsers, "transcribe", "audio -> MIDI with instruments", __doc__, EPILOG
-    )
+    parser = command_parser(subparsers, "transcribe", "audio -> MIDI", __doc__, EPILOG)
     parser.add_argument(
         "audio", nargs="*", help="wav, flac, ogg, mp3, ... files, or folders (searched recursively)"
     )
@@ -59,10 +57,10 @@ def register(subparsers) -> None:
     parser.add_argument("--decode", default="mt3", choices=["mt3", "greedy", "beam"],
                         help="mt3: t5x beam search with 1 beam (MT3's); greedy; beam")  # fmt: skip
     parser.add_argument("--beams", type=int, default=4, help="beams for --decode beam")
-    parser.add_argument(
-        "--max-tokens", type=int, help="stop a segment after this many ids (default: the model's)"
-    )
+    parser.add_argument("--max-tokens", type=int,
+                        help="stop a segment after so many ids (default: the model's)")  # fmt: skip
     parser.add_argument("--instruments", help="allowed instruments, e.g. piano,bass,drums or 0,33")
+    add_context(parser)
     parser.add_argument("--reference", help="reference MIDI drawn under the piano roll")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     parser.add_argument("--skip-existing", action="store_true",
@@ -85,6 +83,7 @@ def run(args: argparse.Namespace) -> None:
         batch_size=args.batch_size,
         decode=DecodeOptions(mode=args.decode, num_beams=args.beams, max_length=args.max_tokens),
         instruments=args.instruments,
+        context=args.context,
     )
     for audio, written, result in infer.transcribe_files(
         paths, bases, args.checkpoint, options, formats,

@@ -261,7 +261,8 @@ class Rows(NamedTuple):
     position of each row's last token; ``active`` [B]: still searching; ``live_logprob`` [B];
     ``finished_score`` [B] and ``finished_end`` [B]: the best "prefix + EOS" candidate so far, as
     its score and the position of its EOS (0: none yet). With one beam the live sequence only
-    grows, so a finished candidate is always ``tokens[1:finished_end] + [EOS]``.
+    grows, so a finished candidate is always ``tokens[1:finished_end] + [EOS]``. ``forced`` [B]:
+    the first so many ids of a row are given (``start_rows``' prefix), not searched.
     """
 
     tokens: jax.Array
@@ -270,6 +271,7 @@ class Rows(NamedTuple):
     live_logprob: jax.Array
     finished_score: jax.Array
     finished_end: jax.Array
+    forced: jax.Array
     cache: Any
 
 
@@ -282,24 +284,33 @@ def empty_rows(batch_size: int, max_length: int, cache) -> Rows:
         live_logprob=jnp.zeros(batch_size, jnp.float32),
         finished_score=jnp.full(batch_size, NEG_INF, jnp.float32),
         finished_end=jnp.zeros(batch_size, jnp.int32),
+        forced=jnp.zeros(batch_size, jnp.int32),
         cache=cache,
     )
 
 
-def start_rows(rows: Rows, slots: jax.Array, cache) -> Rows:
+def start_rows(rows: Rows, slots: jax.Array, cache, prefix=None, prefix_length=None) -> Rows:
     """Rows ``slots`` [A] start new segments (a slot equal to B is ignored); ``cache`` holds
-    their encoder keys/values already."""
+    their encoder keys/values already. ``prefix`` [A, P] with ``prefix_length`` [A]: ids every
+    row must begin with (e.g. a tie section), kept whatever the model prefers."""
 
     def put(x, value):
         return x.at[slots].set(value, mode="drop")
 
+    tokens = jnp.zeros((slots.shape[0], rows.tokens.shape[1]), jnp.int32)
+    forced = jnp.zeros(slots.shape[0], jnp.int32)
+    if prefix is not None:
+        width = min(prefix.shape[1], rows.tokens.shape[1] - 1)
+        tokens = tokens.at[:, 1 : 1 + width].set(prefix[:, :width])
+        forced = jnp.minimum(prefix_length, width).astype(jnp.int32)
     return Rows(
-        tokens=put(rows.tokens, 0),
+        tokens=put(rows.tokens, tokens),
         index=put(rows.index, 0),
         active=put(rows.active, True),
         live_logprob=put(rows.live_logprob, 0.0),
         finished_score=put(rows.finished_score, NEG_INF),
         finished_end=put(rows.finished_end, 0),
+        forced=put(rows.forced, forced),
         cache=cache,
     )
 
@@ -343,9 +354,12 @@ def row_steps(
         if logit_bias is not None:
             logits = logits + logit_bias
         live_logprob, finished_score = rows.live_logprob, rows.finished_score
+        position = index + 1
+        kept = rows.tokens[row_ids, position]
+        forcing = active & (position <= rows.forced)  # a given prefix id: taken as it is
         if options.mode == "greedy":
-            chosen = jnp.argmax(logits, axis=-1).astype(jnp.int32)
-            ended = active & (chosen == eos_id)
+            chosen = jnp.where(forcing, kept, jnp.argmax(logits, axis=-1).astype(jnp.int32))
+            ended = active & ~forcing & (chosen == eos_id)
             finished_end = jnp.where(ended, index + 1, rows.finished_end)
             searching = ~ended
         else:
@@ -354,19 +368,18 @@ def row_steps(
             top_ids = top_ids.astype(jnp.int32)
             is_eos = top_ids == eos_id
             pick = jnp.argmax(top_log_probs + is_eos * NEG_INF, axis=-1)  # best non-EOS
-            chosen = top_ids[row_ids, pick]
-            live_logprob = jnp.where(active, top_log_probs[row_ids, pick], live_logprob)
+            chosen = jnp.where(forcing, kept, top_ids[row_ids, pick])
+            searched = jnp.where(forcing, log_probs[row_ids, kept], top_log_probs[row_ids, pick])
+            live_logprob = jnp.where(active, searched, live_logprob)
             scores = top_log_probs / brevity_penalty(options.alpha, index + 1)[:, None]
             scores = scores + (~is_eos) * NEG_INF
             merged = jnp.concatenate([rows.finished_score[:, None], scores], axis=1)
             best = jnp.argmax(merged, axis=-1)  # ties keep the older candidate, as top_k does
-            replaced = active & (best > 0)
+            replaced = active & ~forcing & (best > 0)
             finished_score = jnp.where(replaced, merged[row_ids, best], finished_score)
             finished_end = jnp.where(replaced, index + 1, rows.finished_end)
             can_improve = ~(finished_end > 0) | ~(finished_score > live_logprob / min_penalty)
             searching = can_improve
-        position = index + 1
-        kept = rows.tokens[row_ids, position]
         tokens = rows.tokens.at[row_ids, position].set(jnp.where(active, chosen, kept))
         new_index = jnp.where(active, position, rows.index)
         rows = Rows(
@@ -376,6 +389,7 @@ def row_steps(
             live_logprob=live_logprob,
             finished_score=finished_score,
             finished_end=finished_end,
+            forced=rows.forced,
             cache=cache,
         )
         return count + 1, rows
