@@ -127,9 +127,9 @@ def auto_batch_size(num_segments: int, platform: str | None = None) -> int:
 
 
 def chain_length(num_segments: int, batch: int) -> int:
-    """Segments per chain: about two chains per row, at least MIN_CHAIN, within the read-ahead."""
+    """Segments per chain: a chain per row, at least MIN_CHAIN, within the read-ahead."""
     most = max(MIN_CHAIN, max(READ_AHEAD_SEGMENTS, 8 * batch) // batch)
-    return int(min(most, max(MIN_CHAIN, -(-num_segments // (2 * batch)))))
+    return int(min(most, max(MIN_CHAIN, -(-num_segments // batch))))
 
 
 @dataclasses.dataclass
@@ -354,19 +354,24 @@ class Transcriber:
         segment_seconds = frames / FRAMES_PER_SECOND
         most_waiting = max(batch, READ_AHEAD_SEGMENTS)
 
+        def is_ready(segment):
+            return segment[4] is None or (segment[0], segment[4]) in ended_ids
+
         def ready():
-            return [w for w in waiting if w[4] is None or (w[0], w[4]) in ended_ids]
+            return [segment for segment in waiting if is_ready(segment)]
 
         def read_ahead():
             nonlocal exhausted
+            count = len(ready())
             while not exhausted and len(waiting) < most_waiting:
-                if len(waiting) >= batch and len(ready()) >= batch:
+                if len(waiting) >= batch and count >= batch:
                     break
                 segment = next(stream, None)
                 if segment is None:
                     exhausted = True
                 else:
                     waiting.append(segment)
+                    count += is_ready(segment)
 
         def prefix_of(item, previous):
             section = tie_section_after(ended_ids.pop((item, previous)), self.config.vocab)

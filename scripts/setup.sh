@@ -51,6 +51,13 @@ if [[ ",$EXTRAS," == *",test,"* ]] && ! { command -v chromium && command -v chro
       chromium chromium-driver; } >/dev/null 2>&1 \
     || echo "setup: could not install chromium; the browser test of mt3 serve will be skipped" >&2
 fi
+# benchmarks/instruments.py renders its held-out pieces with FluidR3_GM (the bench extra).
+if [[ ",$EXTRAS," == *",bench,"* ]] && [ ! -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ] \
+    && command -v apt-get >/dev/null 2>&1; then
+  { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq \
+      fluid-soundfont-gm; } >/dev/null 2>&1 \
+    || echo "setup: could not install fluid-soundfont-gm; benchmarks/instruments.py needs it" >&2
+fi
 
 "$PYTHON" - <<'PY'
 import sys

@@ -285,9 +285,9 @@ def test_released_weights_on_a_rendered_piano_piece(released_model, samples):
 
 
 def test_segment_context_chains_each_file_and_opens_segments_with_ties(tiny_checkpoint):
-    """With context='ties' every segment but the first of each chain (MIN_CHAIN segments of a
-    file) opens with the tie section of the segment before it, whatever the batch size and
-    whichever other files share the stream."""
+    """With context='ties' every segment but the first of each chain (here MIN_CHAIN segments
+    of a file) opens with the tie section of the segment before it; the ids depend on the chains
+    only, not on the batch size or on the other files sharing the stream."""
     from mt3.events import tie_section_after
     from mt3.infer import MIN_CHAIN, TranscribeError
     from mt3.model.store import load_model
@@ -297,7 +297,7 @@ def test_segment_context_chains_each_file_and_opens_segments_with_ties(tiny_chec
     audios = [0.1 * rng.normal(size=int(s * 16000)).astype(np.float32) for s in (12.0, 3.0, 9.5)]
     decode = DecodeOptions("mt3", max_length=48)
     runs = []
-    for batch, inputs in ((2, audios), (8, audios), (8, audios[2:])):
+    for batch, inputs in ((4, audios), (8, audios), (8, audios[2:])):  # all chains of 4
         options = TranscribeOptions(batch_size=batch, decode=decode, context="ties")
         runs.append([r.segments for r in Transcriber(model, options).transcribe_many(inputs)])
     assert runs[0] == runs[1] and runs[1][2] == runs[2][0]
