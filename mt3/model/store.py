@@ -3,8 +3,10 @@
 Two layouts hold a model:
 
 * a **model folder** (``mt3 convert-checkpoint``, :func:`save_model`): ``DIR/config.json`` (the
-  ModelConfig) and ``DIR/params/`` (orbax), the parameters as a nested dict keyed by the T5X module
-  names (``encoder/layers_0/attention/query/kernel``), float32;
+  ModelConfig), ``DIR/params/`` (orbax), the parameters as a nested dict keyed by the T5X module
+  names (``encoder/layers_0/attention/query/kernel``), float32, and ``DIR/checksums.json`` (size
+  and CRC-32 of every file under params/, checked before loading: overwritten bytes in a raw
+  array chunk would otherwise load as silently wrong weights);
 * a **training run** (``mt3 train --workdir DIR``): ``DIR/config.json`` (the run's RunConfig) and
   ``DIR/checkpoints/<step>/`` with the items ``state`` (``{"params", "optimizer"}``) and ``data``
   (the input iterator's position), written and read by :class:`RunCheckpoints`.
@@ -37,6 +39,7 @@ from mt3.model.t5 import Transformer
 
 CONFIG_FILE = "config.json"  # a model folder's ModelConfig, or a run's RunConfig
 PARAMS_DIR = "params"
+CHECKSUMS_FILE = "checksums.json"  # {"params/...": [size, crc32]} of a model folder
 CHECKPOINTS_DIR = "checkpoints"
 RUN_ITEMS = ("state", "data")
 
@@ -71,11 +74,48 @@ def save_model(model: Transformer, directory: str | os.PathLike) -> None:
         checkpointer = ocp.StandardCheckpointer()
         checkpointer.save(staging / PARAMS_DIR, param_dict(model))
         checkpointer.wait_until_finished()
+        sums = {name: list(entry) for name, entry in _checksums(staging).items()}
+        (staging / CHECKSUMS_FILE).write_text(json.dumps(sums, indent=0) + "\n")
         os.chmod(staging, umask_mode(0o777))  # mkdtemp made it private
-        os.chmod(staging / CONFIG_FILE, umask_mode())
+        for name in (CONFIG_FILE, CHECKSUMS_FILE):
+            os.chmod(staging / name, umask_mode())
         os.replace(staging, directory)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _checksums(directory: Path) -> dict[str, tuple[int, int]]:
+    """(size, CRC-32) of every file under ``directory/params``, by path relative to it."""
+    import zlib
+
+    sums = {}
+    for path in sorted((directory / PARAMS_DIR).rglob("*")):
+        if path.is_file():
+            data = path.read_bytes()
+            sums[path.relative_to(directory).as_posix()] = (len(data), zlib.crc32(data))
+    return sums
+
+
+def verify_model_folder(directory: str | os.PathLike) -> None:
+    """Raise CheckpointError naming the first parameter file whose size or CRC-32 differs from
+    the folder's checksums.json (folders written before it existed are not checked)."""
+    directory = Path(directory)
+    listing = directory / CHECKSUMS_FILE
+    if not listing.is_file():
+        return
+    try:
+        expected = {name: tuple(entry) for name, entry in json.loads(listing.read_text()).items()}
+    except (ValueError, TypeError, AttributeError):
+        raise CheckpointError(f"{listing}: unreadable; convert the checkpoint again") from None
+    found = _checksums(directory)
+    for name, entry in expected.items():
+        if name not in found:
+            raise CheckpointError(f"{directory / name}: missing; convert the checkpoint again")
+        if found[name] != entry:
+            raise CheckpointError(
+                f"{directory / name}: damaged (size or checksum differs from {CHECKSUMS_FILE}); "
+                "convert the checkpoint again"
+            )
 
 
 def read_config(path: str | os.PathLike) -> ModelConfig:
@@ -127,9 +167,11 @@ def load_params(path: str | os.PathLike, step: int | None = None) -> tuple[Model
     params_path = Path(path).absolute() / PARAMS_DIR
     if not params_path.is_dir():
         raise CheckpointError(f"{path}: no {PARAMS_DIR}/ folder with the parameters")
+    verify_model_folder(path)
     try:
         return config, ocp.StandardCheckpointer().restore(params_path, target)
     except Exception as error:  # orbax raises several types for mismatched trees
+        _drop_abandoned_reads()
         raise CheckpointError(
             f"{params_path}: parameters damaged or not matching {CONFIG_FILE} "
             f"({_reason(error)}); convert the checkpoint again"
@@ -228,6 +270,7 @@ class RunCheckpoints:
             except Exception as error:  # orbax and tensorstore raise many types for damage
                 if isinstance(error, CheckpointError | KeyboardInterrupt):
                     raise
+                _drop_abandoned_reads()
                 damaged.append(candidate)
                 print(f"warning: {self.directory / str(candidate)}: damaged checkpoint, not used "
                       f"({_reason(error)})", file=sys.stderr, flush=True)  # fmt: skip
@@ -296,8 +339,20 @@ class RunCheckpoints:
             self._manager.close()
 
 
+def _drop_abandoned_reads() -> None:
+    """Collect the read coroutines a failed orbax restore leaves behind, without the "Exception
+    ignored in <coroutine>" tracebacks Python would print for each when they are collected."""
+    import gc
+
+    hook, sys.unraisablehook = sys.unraisablehook, lambda unraisable: None
+    try:
+        gc.collect()
+    finally:
+        sys.unraisablehook = hook
+
+
 def _reason(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
+    text = str(error).split(" See full TensorStore details")[0].strip().splitlines()
     if "No space left on device" in str(error):
         return "no space left on device"
     return f"{type(error).__name__}: {text[0][:200]}" if text else type(error).__name__
