@@ -1,0 +1,124 @@
+"""Multi-process training for real: two `mt3 train` processes on this machine (2 CPU devices
+each, Gloo collectives), started by scripts/train_local_processes.sh as docs/training.md says,
+train together, write and restore checkpoints together, survive the loss of one process, and
+log the losses of one process training on the same global batch."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mt3.data.prepare import prepare
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "scripts" / "train_local_processes.sh"
+STEPS = 8
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("localhost", 0))
+        return probe.getsockname()[1]
+
+
+def losses(workdir: Path) -> dict[int, float]:
+    rows = [json.loads(line) for line in open(workdir / "metrics.jsonl")]
+    return {row["step"]: row["loss"] for row in rows if "loss" in row}
+
+
+def launch(gin: Path, workdir: Path, log: Path) -> subprocess.Popen:
+    """The two-process run of the training guide, with this interpreter's mt3."""
+    environment = {**os.environ, "NUM_PROCESSES": "2", "DEVICES_PER_PROCESS": "2",
+                   "PORT": str(free_port()), "MT3": f"{sys.executable} -m mt3"}  # fmt: skip
+    return subprocess.Popen(
+        ["bash", str(SCRIPT), "--gin_file", str(gin), "--workdir", str(workdir)],
+        cwd=REPO, env=environment, stdout=log.open("w"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def gin(tmp_path_factory):
+    root = tmp_path_factory.mktemp("distributed")
+    for kind in ("piano", "band"):
+        prepare(f"synth-{kind}", None, root / f"synth-{kind}", workers=1, progress=False,
+                count=10, seconds=6.0)  # fmt: skip
+    path = root / "run.gin"
+    path.write_text(
+        f"DataConfig.data_root = '{root}'\nDataConfig.mixture = 'synth-piano,synth-band'\n"
+        f"TrainConfig.variant = 'tiny'\nTrainConfig.batch_size = 4\nTrainConfig.steps = {STEPS}\n"
+        "TrainConfig.log_every_steps = 1\nTrainConfig.checkpoint_every_steps = 2\n"
+    )
+    return path
+
+
+@pytest.mark.slow
+def test_two_processes_train_resume_and_match_one(gin, tmp_path):
+    # One process, one device: the reference losses.
+    reference = tmp_path / "one"
+    subprocess.run([sys.executable, "-m", "mt3", "train", "--gin_file", str(gin), "--workdir",
+                    str(reference)], check=True, capture_output=True, cwd=REPO)  # fmt: skip
+
+    # Two processes; process 1 is killed after step 5 is logged, and process 0 stops on its own.
+    workdir, log = tmp_path / "two", tmp_path / "two.log"
+    script = launch(gin, workdir, log)
+    deadline = time.time() + 300
+    while time.time() < deadline and script.poll() is None:
+        if (workdir / "metrics.jsonl").is_file() and len(losses(workdir)) >= 5:
+            break
+        time.sleep(0.05)
+    pids = dict(
+        line.removeprefix("process ").split(": pid ")
+        for line in log.read_text().splitlines()
+        if line.startswith("process ")
+    )
+    os.kill(int(pids["1"]), signal.SIGKILL)
+    assert script.wait(timeout=120) != 0, "the survivor did not stop"
+    before = losses(workdir)
+    assert len(before) < STEPS, "the run ended before it could be killed"
+    steps = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+    assert steps and steps[-1] < STEPS
+
+    # Both again: they resume from the newest checkpoint and finish the run.
+    script = launch(gin, workdir, log)
+    assert script.wait(timeout=300) == 0, log.read_text()[-3000:]
+    output = log.read_text()
+    assert f"resumed from {workdir / 'checkpoints'} at step {steps[-1]}" in output
+    assert output.count(f"done at step {STEPS}") == 1  # process 0 reports; process 1 is quiet
+    # Each process wrote its part of the checkpoint.
+    final = workdir / "checkpoints" / str(STEPS) / "state"
+    assert (final / "ocdbt.process_0").is_dir() and (final / "ocdbt.process_1").is_dir()
+
+    # The same global batch, seed and losses as one process (the 8-device test's tolerance).
+    got, expected = losses(workdir), losses(reference)
+    assert sorted(got) == list(range(1, STEPS + 1))
+    np.testing.assert_allclose([got[s] for s in expected], list(expected.values()), rtol=1e-5)
+    assert [r["step"] for r in map(json.loads, open(workdir / "metrics.jsonl"))] == sorted(got)
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (("--coordinator", "localhost:1234"), "go together"),
+        (("--coordinator", "localhost", "--num-processes", "2", "--process-id", "0"),
+         "--coordinator must be HOST:PORT"),
+        (("--coordinator", "h:99999", "--num-processes", "2", "--process-id", "0"),
+         "--coordinator must be HOST:PORT"),
+        (("--coordinator", "h:1234", "--num-processes", "0", "--process-id", "0"),
+         "--num-processes must be at least 1"),
+        (("--coordinator", "h:1234", "--num-processes", "2", "--process-id", "2"),
+         "--process-id must be in 0..1"),
+    ],
+)  # fmt: skip
+def test_bad_distributed_options_are_one_line(tmp_path, run_cli, options, message):
+    status, _, err = run_cli("train", "--workdir", tmp_path / "w", *options)
+    assert status == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "w").exists()
