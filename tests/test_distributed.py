@@ -60,39 +60,66 @@ def gin(tmp_path_factory):
     return path
 
 
+def process_pids(log: Path) -> dict[int, int]:
+    """{0: pid, 1: pid} from the script's "process I: pid P" lines."""
+    lines = [line for line in log.read_text().splitlines() if line.startswith("process ")]
+    return {int(i): int(pid) for i, pid in (line[8:].split(": pid ") for line in lines)}
+
+
+def wait_for(condition, script: subprocess.Popen, seconds: float = 300) -> None:
+    deadline = time.time() + seconds
+    while time.time() < deadline and script.poll() is None and not condition():
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def reaper(tmp_path):
+    """Kills what a failed test leaves running: the processes listed in tmp_path/two.log."""
+    yield
+    log = tmp_path / "two.log"
+    for pid in process_pids(log).values() if log.is_file() else ():
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 @pytest.mark.slow
-def test_two_processes_train_resume_and_match_one(gin, tmp_path):
+def test_two_processes_train_resume_and_match_one(gin, tmp_path, reaper):
     # One process, one device: the reference losses.
     reference = tmp_path / "one"
     subprocess.run([sys.executable, "-m", "mt3", "train", "--gin_file", str(gin), "--workdir",
                     str(reference)], check=True, capture_output=True, cwd=REPO)  # fmt: skip
 
-    # Two processes; process 1 is killed after step 5 is logged, and process 0 stops on its own.
+    # Two processes; process 1 is killed after step 3 is logged, and process 0 stops on its own.
     workdir, log = tmp_path / "two", tmp_path / "two.log"
     script = launch(gin, workdir, log)
-    deadline = time.time() + 300
-    while time.time() < deadline and script.poll() is None:
-        if (workdir / "metrics.jsonl").is_file() and len(losses(workdir)) >= 5:
-            break
-        time.sleep(0.05)
-    pids = dict(
-        line.removeprefix("process ").split(": pid ")
-        for line in log.read_text().splitlines()
-        if line.startswith("process ")
-    )
-    os.kill(int(pids["1"]), signal.SIGKILL)
+    wait_for(lambda: (workdir / "metrics.jsonl").is_file() and len(losses(workdir)) >= 3, script)
+    os.kill(process_pids(log)[1], signal.SIGKILL)
     assert script.wait(timeout=120) != 0, "the survivor did not stop"
-    before = losses(workdir)
-    assert len(before) < STEPS, "the run ended before it could be killed"
+    assert len(losses(workdir)) < STEPS, "the run ended before it could be killed"
     steps = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
     assert steps and steps[-1] < STEPS
 
-    # Both again: they resume from the newest checkpoint and finish the run.
+    # Both again: they resume from the newest checkpoint. SIGTERM to process 1 alone (a
+    # preemption) stops both at one step, with a checkpoint, exit status 143.
+    script = launch(gin, workdir, log)
+    resumed = f"resumed from {workdir / 'checkpoints'} at step {steps[-1]}"
+    wait_for(lambda: f"step {steps[-1] + 1}/{STEPS}" in log.read_text(), script)
+    assert resumed in log.read_text()
+    os.kill(process_pids(log)[1], signal.SIGTERM)
+    assert script.wait(timeout=120) == 128 + signal.SIGTERM, log.read_text()[-3000:]
+    stopped = [line for line in log.read_text().splitlines() if "stopped by SIGTERM" in line]
+    assert len(stopped) == 1, log.read_text()[-3000:]  # process 0 reports; process 1 is quiet
+    step = int(stopped[0].split("at step ")[1].split(";")[0])
+    assert step < STEPS and (workdir / "checkpoints" / str(step)).is_dir()
+
+    # Both again: they finish the run.
     script = launch(gin, workdir, log)
     assert script.wait(timeout=300) == 0, log.read_text()[-3000:]
     output = log.read_text()
-    assert f"resumed from {workdir / 'checkpoints'} at step {steps[-1]}" in output
-    assert output.count(f"done at step {STEPS}") == 1  # process 0 reports; process 1 is quiet
+    assert f"resumed from {workdir / 'checkpoints'} at step {step}" in output
+    assert output.count(f"done at step {STEPS}") == 1
     # Each process wrote its part of the checkpoint.
     final = workdir / "checkpoints" / str(STEPS) / "state"
     assert (final / "ocdbt.process_0").is_dir() and (final / "ocdbt.process_1").is_dir()
@@ -102,6 +129,42 @@ def test_two_processes_train_resume_and_match_one(gin, tmp_path):
     assert sorted(got) == list(range(1, STEPS + 1))
     np.testing.assert_allclose([got[s] for s in expected], list(expected.values()), rtol=1e-5)
     assert [r["step"] for r in map(json.loads, open(workdir / "metrics.jsonl"))] == sorted(got)
+
+
+@pytest.mark.slow
+def test_distributed_detects_a_slurm_job(gin, tmp_path):
+    """`mt3 train --distributed`, as scripts/train_slurm.sh runs it in each task, with the
+    environment SLURM gives two tasks on one node: JAX finds the coordinator and the process
+    ids there, and the two processes log one process's losses."""
+    reference = tmp_path / "one"
+    steps = ["--gin_param", "TrainConfig.steps = 2"]
+    subprocess.run([sys.executable, "-m", "mt3", "train", "--gin_file", str(gin), "--workdir",
+                    str(reference), *steps], check=True, capture_output=True, cwd=REPO)  # fmt: skip
+    port = free_port()
+    tasks = []
+    for task in range(2):
+        environment = {**os.environ, "SLURM_JOB_ID": "4242", "SLURM_STEP_NODELIST": "localhost",
+                       "SLURM_NTASKS": "2", "SLURM_PROCID": str(task),
+                       "SLURM_LOCALID": str(task), "JAX_COORDINATOR_PORT": str(port),
+                       "JAX_PLATFORMS": "cpu",
+                       "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}  # fmt: skip
+        command = [sys.executable, "-m", "mt3", "train", "--gin_file", str(gin), "--workdir",
+                   str(tmp_path / "slurm"), *steps, "--distributed"]  # fmt: skip
+        tasks.append(
+            subprocess.Popen(
+                command,
+                cwd=REPO,
+                env=environment,
+                text=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )
+        )
+    outputs = [task.communicate(timeout=300)[0] for task in tasks]
+    assert [task.returncode for task in tasks] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
+    assert "done at step 2" in outputs[0] and "done at step" not in outputs[1]
+    got, expected = losses(tmp_path / "slurm"), losses(reference)
+    np.testing.assert_allclose([got[s] for s in expected], list(expected.values()), rtol=1e-5)
 
 
 @pytest.mark.parametrize(
