@@ -185,3 +185,22 @@ def test_bad_distributed_options_are_one_line(tmp_path, run_cli, options, messag
     status, _, err = run_cli("train", "--workdir", tmp_path / "w", *options)
     assert status == 2 and message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "w").exists()
+
+
+def test_launch_scripts_run_the_tested_command():
+    """The cluster scripts run the command the tests run, with their launcher's flags; the guide
+    names each of them."""
+    guide = (REPO / "docs" / "training.md").read_text()
+    for name in ("train_local_processes.sh", "train_slurm.sh", "train_tpu_pod.sh"):
+        path = REPO / "scripts" / name
+        assert os.access(path, os.X_OK) and f"scripts/{name}" in guide
+        subprocess.run(["bash", "-n", str(path)], check=True)
+    local = SCRIPT.read_text()
+    assert '"${mt3[@]}" train "$@" --coordinator "localhost:$port"' in local
+    assert (
+        'srun "${mt3[@]}" train "$@" --distributed' in (REPO / "scripts/train_slurm.sh").read_text()
+    )
+    tpu = (REPO / "scripts" / "train_tpu_pod.sh").read_text()
+    assert "--worker=all" in tpu and "mt3 train $(printf '%q ' \"$@\") --distributed" in tpu
+    result = subprocess.run(["bash", str(REPO / "scripts/train_tpu_pod.sh")], capture_output=True)
+    assert result.returncode == 2 and b"usage:" in result.stderr
