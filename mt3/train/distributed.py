@@ -1,7 +1,8 @@
 """Multi-process training: starting JAX's distributed runtime, and what the processes agree on.
 
-A multi-host run has one process per host (per GPU node, per TPU VM), all running the same
-`mt3 train --distributed` command on a workdir they share (a shared filesystem). Every process
+A multi-process run has one process per host (a TPU VM, a GPU node) or per accelerator (JAX's
+default under SLURM), all running the same `mt3 train --distributed` command on a workdir they
+share (a shared filesystem). Every process
 builds the whole mesh over all devices, reads only its rows of each global batch
 (mt3.data.pipeline.ProcessRows), and takes part in every step and every checkpoint save; process
 0 alone writes the run's config, metrics and progress lines (docs/training.md).

@@ -6,7 +6,8 @@ Resume order (docs/architecture.md, models on disk): the latest checkpoint in th
 initialisation. A checkpoint holds the parameters, the optimizer state and the data iterator's
 state, so a resumed run sees the same batches and reproduces an uninterrupted run's losses step for
 step. Dropout is reseeded from (seed, step) at every step, so no random state needs saving. SIGTERM
-saves and exits; a non-finite loss stops the run and keeps the last good checkpoint.
+saves and exits (with several processes, all of them at the next logged step); a non-finite loss
+stops the run and keeps the last good checkpoint. Multi-process runs: mt3.train.distributed.
 """
 
 from __future__ import annotations
