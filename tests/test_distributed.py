@@ -35,12 +35,12 @@ def losses(workdir: Path) -> dict[int, float]:
     return {row["step"]: row["loss"] for row in rows if "loss" in row}
 
 
-def launch(gin: Path, workdir: Path, log: Path) -> subprocess.Popen:
+def launch(gin: Path, workdir: Path, log: Path, *options: str) -> subprocess.Popen:
     """The two-process run of the training guide, with this interpreter's mt3."""
     environment = {**os.environ, "NUM_PROCESSES": "2", "DEVICES_PER_PROCESS": "2",
                    "PORT": str(free_port()), "MT3": f"{sys.executable} -m mt3"}  # fmt: skip
     return subprocess.Popen(
-        ["bash", str(SCRIPT), "--gin_file", str(gin), "--workdir", str(workdir)],
+        ["bash", str(SCRIPT), "--gin_file", str(gin), "--workdir", str(workdir), *options],
         cwd=REPO, env=environment, stdout=log.open("w"), stderr=subprocess.STDOUT,
     )  # fmt: skip
 
@@ -129,6 +129,25 @@ def test_two_processes_train_resume_and_match_one(gin, tmp_path, reaper):
     assert sorted(got) == list(range(1, STEPS + 1))
     np.testing.assert_allclose([got[s] for s in expected], list(expected.values()), rtol=1e-5)
     assert [r["step"] for r in map(json.loads, open(workdir / "metrics.jsonl"))] == sorted(got)
+
+
+@pytest.mark.slow
+def test_parameters_sharded_across_processes_save_and_resume(gin, tmp_path, reaper):
+    """FSDP over both processes' devices: each process holds part of every large array, writes
+    it, and reads it back on resume; the losses are still one process's."""
+    reference = tmp_path / "one"
+    steps = ["--gin_param", "TrainConfig.steps = 4"]
+    subprocess.run([sys.executable, "-m", "mt3", "train", "--gin_file", str(gin), "--workdir",
+                    str(reference), *steps], check=True, capture_output=True, cwd=REPO)  # fmt: skip
+    workdir, log = tmp_path / "fsdp", tmp_path / "two.log"
+    for last in (2, 4):
+        options = ("--gin_param", "TrainConfig.fsdp = True",
+                   "--gin_param", f"TrainConfig.steps = {last}")  # fmt: skip
+        assert launch(gin, workdir, log, *options).wait(timeout=300) == 0, log.read_text()[-3000:]
+    assert f"resumed from {workdir / 'checkpoints'} at step 2" in log.read_text()
+    got, expected = losses(workdir), losses(reference)
+    assert sorted(got) == [1, 2, 3, 4]
+    np.testing.assert_allclose([got[s] for s in expected], list(expected.values()), rtol=1e-5)
 
 
 @pytest.mark.slow
