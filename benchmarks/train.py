@@ -4,7 +4,9 @@
 
 Prints, for the `tiny` and `mt3` networks at batch 8 (256-frame inputs, 1024 target positions as
 MT3 pads them): steps/s, examples/s, and the model FLOP/s (forward + backward = 3x the forward
-matmul and attention FLOPs) as a share of this machine's measured float32 matmul FLOP/s.
+matmul and attention FLOPs) as a share of this machine's measured float32 matmul FLOP/s; and the
+FLOPs per example of one step, counted from those sizes and by XLA in the compiled step
+(docs/training.md scales them to other batches and hardware).
 """
 
 from __future__ import annotations
@@ -57,6 +59,9 @@ def measure(name: str, batch: int, steps: int):
     }
     data = {k: jax.device_put(v, batch_sharding) for k, v in data.items()}
     state = jax.device_put(state, shardings)
+    step = step.lower(state, data, 1).compile()  # compiled once, and its FLOPs counted by XLA
+    counted = step.cost_analysis()
+    counted = counted[0] if isinstance(counted, list) else counted  # older jax: one per device
     state, metrics = step(state, data, 1)
     jax.block_until_ready(metrics)
     start = time.perf_counter()
@@ -67,7 +72,7 @@ def measure(name: str, batch: int, steps: int):
     forward = encoder_flops(config, config.segment_frames) + decoder_forward_flops(
         config, config.max_decode_length, config.segment_frames
     )
-    return seconds, 3 * forward * batch / seconds
+    return seconds, 3 * forward * batch / seconds, 3 * forward, counted["flops"] / batch
 
 
 def main() -> None:
@@ -77,12 +82,14 @@ def main() -> None:
     args = parser.parse_args()
     peak = matmul_flops_per_second(2)
     print(f"float32 matmul peak (2048^3): {peak / 1e9:.1f} GFLOP/s, {jax.devices()[0].device_kind}")
-    print(f"| {'network':<10} | {'batch':>5} | {'steps/s':>8} | {'examples/s':>10} | {'MFU':>5} |")
-    print(f"|{'-' * 12}|{'-' * 7}|{'-' * 10}|{'-' * 12}|{'-' * 7}|")
+    print(f"| {'network':<10} | {'batch':>5} | {'steps/s':>8} | {'examples/s':>10} | {'MFU':>5} | "
+          "GFLOP/example (model, XLA) |")  # fmt: skip
+    print(f"|{'-' * 12}|{'-' * 7}|{'-' * 10}|{'-' * 12}|{'-' * 7}|{'-' * 28}|")
     for name in ("tiny", "mt3"):
-        seconds, flops = measure(name, args.batch_size, args.steps)
+        seconds, flops, model, xla = measure(name, args.batch_size, args.steps)
         print(f"| {name:<10} | {args.batch_size:>5} | {1 / seconds:8.3f} | "
-              f"{args.batch_size / seconds:10.2f} | {flops / peak:5.0%} |")  # fmt: skip
+              f"{args.batch_size / seconds:10.2f} | {flops / peak:5.0%} | "
+              f"{model / 1e9:.1f}, {xla / 1e9:.1f} |")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -33,7 +33,13 @@ LAYERS = (
     ),  # fmt: skip
     ("mt3.infer",),
     ("mt3.evaluate", "mt3.app"),
-    ("mt3.train", "mt3.train.optim", "mt3.train.tensorboard", "mt3.train.train"),
+    (
+        "mt3.train",
+        "mt3.train.optim",
+        "mt3.train.tensorboard",
+        "mt3.train.distributed",
+        "mt3.train.train",
+    ),
     ("mt3.demo",),
     ("mt3.cli*", "mt3", "mt3.__main__"),
 )

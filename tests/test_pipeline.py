@@ -104,13 +104,21 @@ def test_mixture_rates(prepared):
     assert set(batch["source_id"].tolist()) == {0, 1}
 
 
-def test_process_shards_are_disjoint_and_complete():
-    from mt3.data.pipeline import shard_pieces
-
-    pieces = np.arange(21).reshape(7, 3)
-    parts = [shard_pieces(pieces, (p, 3)) for p in range(3)]
-    rows = sorted(tuple(r) for part in parts for r in part)
-    assert rows == sorted(tuple(r) for r in pieces)
+def test_processes_read_the_rows_of_one_global_batch(prepared):
+    """Two processes with 2 examples each read, between them, the batches of one process with
+    4 (same rows, same crops, same order), and only their own rows."""
+    source = SplitSource(prepared / "folder", "train")
+    whole = iter(training_mixture([source], MT3, DataConfig(), batch_size=4, seed=5))
+    parts = [
+        iter(training_mixture([source], MT3, DataConfig(), batch_size=2, seed=5, shard=(p, 2)))
+        for p in range(2)
+    ]
+    for _ in range(3):
+        expected = next(whole)
+        got = [next(part) for part in parts]
+        for key in ("audio", "targets", "num_valid_frames", "source_id"):
+            np.testing.assert_array_equal(np.concatenate([g[key] for g in got]), expected[key])
+    assert parts[0].get_state() == parts[1].get_state()
 
 
 def test_slakh_submix(slakh_tree, tmp_path):

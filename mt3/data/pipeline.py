@@ -11,8 +11,9 @@ Training examples follow MT3's pipeline:
    redundant-state removal, EOS; padded with 0 to the decoder length.
 
 A dataset is an endless, shuffled, deterministic sequence (the seed decides every draw and
-crop), sliced by process for multi-host runs; its iterator state (``get_state``/``set_state``) is
-saved with checkpoints so that a resumed run sees the same batches. Mixtures draw datasets
+crop); in multi-host runs each process reads only its rows of every global batch, which are the
+ones a single process would read. Its iterator state (``get_state``/``set_state``) is saved with
+checkpoints so that a resumed run sees the same batches. Mixtures draw datasets
 with rates proportional to n^(1/T), n = pieces per dataset, T = 10/3 by default (MT3's
 ``mixing_rate_num_examples`` with the cache counted in pieces).
 """
@@ -126,12 +127,6 @@ def crop_example(record: Record, piece, model: ModelConfig, data: DataConfig, rn
     return {"audio": audio, "num_valid_frames": np.int32(end - start), "targets": targets}
 
 
-def shard_pieces(pieces: np.ndarray, shard=(0, 1)) -> np.ndarray:
-    """The pieces one process reads: every ``processes``-th, starting at its index."""
-    process, processes = shard
-    return pieces[process::processes]
-
-
 class PieceStream:
     """An endless, deterministic sequence of pieces drawn from several sources.
 
@@ -191,23 +186,39 @@ class PieceStream:
         return np.concatenate([[source], piece])
 
 
-def piece_stream(sources, temperature: float, seed: int, *, shard=(0, 1)):
+def piece_stream(sources, temperature: float, seed: int):
     """Endless (source index, record index, first frame, frames) rows of the given sources,
     mixed by ``mixture_weights``, as a grain MapDataset."""
     import grain
 
-    pieces = []
-    for source in sources:
-        mine = shard_pieces(source.pieces(), shard)
-        if len(mine) == 0:
-            raise PipelineError(f"{source.name}: no pieces for process {shard[0]} of {shard[1]}")
-        pieces.append(mine)
-    weights = mixture_weights([len(s.pieces()) for s in sources], temperature)
+    pieces = [source.pieces() for source in sources]
+    weights = mixture_weights([len(p) for p in pieces], temperature)
     return grain.MapDataset.source(PieceStream(pieces, weights, seed))
 
 
-def training_dataset(sources, model: ModelConfig, data: DataConfig, *, seed: int = 0,
-                     shard=(0, 1)):  # fmt: skip
+class ProcessRows:
+    """The examples one process reads: its rows of every global batch.
+
+    Global batch k is elements [k * B, (k + 1) * B) of ``examples`` (B = ``local_batch`` times
+    the number of processes), exactly as one process would read it; process p reads its rows
+    [p * local_batch, (p + 1) * local_batch), the rows its devices hold in the data-parallel
+    mesh. Only those examples are ever loaded, and every process's iterator stands at the same
+    position, so any process's saved state resumes them all.
+    """
+
+    def __init__(self, examples, local_batch: int, shard=(0, 1)):
+        self.examples, self.local_batch = examples, local_batch
+        self.process, self.processes = shard
+
+    def __len__(self) -> int:
+        return len(self.examples) // self.processes
+
+    def __getitem__(self, index: int):
+        batch, row = divmod(int(index), self.local_batch)
+        return self.examples[(batch * self.processes + self.process) * self.local_batch + row]
+
+
+def training_dataset(sources, model: ModelConfig, data: DataConfig, *, seed: int = 0):
     """Endless training examples (unbatched MapDataset): a crop of the drawn piece, its
     targets, and ``source_id`` (which source it came from, for per-dataset losses)."""
 
@@ -217,7 +228,7 @@ def training_dataset(sources, model: ModelConfig, data: DataConfig, *, seed: int
         example["source_id"] = np.int32(row[0])
         return example
 
-    stream = piece_stream(sources, data.temperature, seed, shard=shard)
+    stream = piece_stream(sources, data.temperature, seed)
     return stream.random_map(make, seed=seed)
 
 
@@ -230,9 +241,14 @@ def mixture_weights(counts, temperature: float = MIXTURE_TEMPERATURE) -> np.ndar
 def training_mixture(sources, model: ModelConfig, data: DataConfig, *, batch_size: int,
                      seed: int = 0, shard=(0, 1)):  # fmt: skip
     """Batched training input over one or more prepared splits: an IterDataset whose iterator
-    state can be saved and restored (``get_state`` / ``set_state``)."""
-    dataset = training_dataset(list(sources), model, data, seed=seed, shard=shard)
-    return dataset.to_iter_dataset().batch(batch_size, drop_remainder=True)
+    state can be saved and restored (``get_state`` / ``set_state``). ``batch_size`` is this
+    process's share; with ``shard=(process, processes)`` the processes together read the global
+    batches of one process reading ``processes * batch_size`` (:class:`ProcessRows`)."""
+    import grain
+
+    examples = training_dataset(list(sources), model, data, seed=seed)
+    rows = grain.MapDataset.source(ProcessRows(examples, batch_size, shard))
+    return rows.to_iter_dataset().batch(batch_size, drop_remainder=True)
 
 
 def evaluation_segments(record: Record, segment_frames: int):

@@ -284,7 +284,7 @@ class RunCheckpoints:
     def _set_aside(self, step: int) -> None:
         """Move a damaged step out of the way of new saves (kept for inspection)."""
         source = self.directory / str(step)
-        if source.exists():
+        if source.exists() and jax.process_index() == 0:  # one process moves it (multi-host)
             target = self.directory / f"damaged-{step}"
             if target.exists():
                 shutil.rmtree(source)  # the same step was set aside before; keep the first

@@ -6,7 +6,8 @@ Resume order (docs/architecture.md, models on disk): the latest checkpoint in th
 initialisation. A checkpoint holds the parameters, the optimizer state and the data iterator's
 state, so a resumed run sees the same batches and reproduces an uninterrupted run's losses step for
 step. Dropout is reseeded from (seed, step) at every step, so no random state needs saving. SIGTERM
-saves and exits; a non-finite loss stops the run and keeps the last good checkpoint.
+saves and exits (with several processes, all of them at the next logged step); a non-finite loss
+stops the run and keeps the last good checkpoint. Multi-process runs: mt3.train.distributed.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from mt3.model.loss import sequence_loss
 from mt3.model.store import CONFIG_FILE, RunCheckpoints, load_params
 from mt3.model.t5 import Transformer, init_time_rows
 from mt3.spectrogram import log_mel
+from mt3.train.distributed import agreed_signal, host_copy, is_primary, place
 from mt3.train.optim import learning_rate_schedule, mt3_adafactor
 
 # Logical axis -> mesh axis, for tensor parallelism along `model` (mesh_model > 1).
@@ -42,10 +44,13 @@ class TrainingError(Mt3Error, RuntimeError):
 
 
 def make_mesh(config: TrainConfig) -> Mesh:
-    devices = np.array(jax.devices())
-    if devices.size % config.mesh_model:
+    """All devices of all processes as (data, model); a process's devices are consecutive, so
+    it holds a contiguous block of each batch's rows and the model axis stays within a host."""
+    devices = np.array(sorted(jax.devices(), key=lambda d: (d.process_index, d.id)))
+    if jax.local_device_count() % config.mesh_model:
         raise TrainingError(
-            f"{devices.size} devices cannot form a model axis of {config.mesh_model}"
+            f"{jax.local_device_count()} devices per process cannot form a model axis of "
+            f"{config.mesh_model}"
         )
     return Mesh(devices.reshape(-1, config.mesh_model), ("data", "model"))
 
@@ -133,19 +138,20 @@ def _saveable(state):
 
 
 class MetricsLog:
-    """One sink: JSON lines in the workdir, and one readable progress line per log interval."""
+    """One sink: JSON lines in the workdir, and one readable progress line per log interval.
+    Only the primary process (process 0 of a multi-process run) writes and prints."""
 
-    def __init__(self, path: Path, total_steps: int, batch_size: int):
+    def __init__(self, path: Path, total_steps: int, batch_size: int, primary: bool = True):
         from mt3.train.tensorboard import EventWriter
 
-        self.path, self.total, self.batch = path, total_steps, batch_size
-        self.events = EventWriter(path.parent / "tensorboard")
+        self.path, self.total, self.batch, self.primary = path, total_steps, batch_size, primary
+        self.events = EventWriter(path.parent / "tensorboard") if primary else None
         self.begin(0)
 
     def forget_after(self, step: int) -> None:
         """Drop the rows of steps after ``step`` (a resumed run logs them again): one row per
         step."""
-        if self.path.is_file():
+        if self.primary and self.path.is_file():
             rows = [line for line in self.path.read_text().splitlines() if line.strip()]
             kept = [line for line in rows if json.loads(line).get("step", 0) <= step]
             if len(kept) != len(rows):
@@ -156,6 +162,8 @@ class MetricsLog:
         self.start_step, self.start_time = step, time.perf_counter()
 
     def write(self, step: int, metrics: dict) -> None:
+        if not self.primary:
+            return
         elapsed = time.perf_counter() - self.start_time
         rate = (step - self.start_step) / elapsed if elapsed > 0 else 0.0
         record = {
@@ -175,13 +183,25 @@ class MetricsLog:
             flush=True,
         )
 
+    def write_scores(self, step: int, scores: dict) -> None:
+        """Evaluation scores: a row of their own, and one line."""
+        if not self.primary:
+            return
+        with open(self.path, "a") as f:
+            f.write(json.dumps({"step": step, **scores}) + "\n")
+        self.events.scalars(step, scores)
+        print("  ".join(f"{k} {v:.3f}" for k, v in scores.items()), flush=True)
 
-def evaluate_during_training(config: RunConfig, model, sources) -> dict:
+
+def evaluate_during_training(config: RunConfig, params: dict, sources) -> dict:
     """MT3's headline scores on the first ``eval_limit`` recordings of each training folder's
-    ``eval_split``, keyed eval/<folder name>/<metric>."""
+    ``eval_split``, keyed eval/<folder name>/<metric>. ``params`` are host copies: every process
+    evaluates the same recordings on its own first device."""
     from mt3.evaluate import evaluate
     from mt3.metrics import HEADLINE_METRICS
+    from mt3.model.store import build_model
 
+    model = build_model(config.model, params)
     scores = {}
     for source in sources:
         mean, _ = evaluate(model, source.folder, config.train.eval_split,
@@ -223,19 +243,23 @@ def train(config: RunConfig, workdir: str | Path) -> dict:
     """Run (or resume) a training run in ``workdir``; returns the last logged metrics."""
     train_config = config.train
 
-    # Logging and the run's resolved configuration (after checking it can resume this run).
+    # Logging and the run's resolved configuration (after checking it can resume this run);
+    # with several processes (docs/training.md), process 0 writes the run's files.
     workdir = Path(workdir).absolute()
     check_resumable(config, workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(workdir / CONFIG_FILE, config.to_json())
-    atomic_write_text(workdir / "config.gin", config.to_gin())
-    log = MetricsLog(workdir / "metrics.jsonl", train_config.steps, train_config.batch_size)
+    primary = is_primary()
+    if primary:
+        workdir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(workdir / CONFIG_FILE, config.to_json())
+        atomic_write_text(workdir / "config.gin", config.to_gin())
+    log = MetricsLog(workdir / "metrics.jsonl", train_config.steps, train_config.batch_size,
+                     primary)  # fmt: skip
 
-    # Mesh and data: each process reads its slice of the batch.
+    # Mesh and data: each process reads its rows of every global batch.
     mesh = make_mesh(train_config)
     processes = jax.process_count()
     batch_size = train_config.batch_size
-    if batch_size % mesh.shape["data"] or batch_size % processes:
+    if batch_size % mesh.shape["data"]:
         raise TrainingError(
             f"batch size {batch_size} must divide over {mesh.shape['data']} data devices"
         )
@@ -252,7 +276,7 @@ def train(config: RunConfig, workdir: str | Path) -> dict:
     model, optimizer = build(config)
     graphdef, state = nnx.split((model, optimizer))
     shardings = state_shardings(state, mesh, train_config.fsdp)
-    state = jax.device_put(state, shardings)
+    state = place(state, shardings)
     batch_sharding = NamedSharding(mesh, P("data"))
     step_fn = jax.jit(
         train_step_fn(graphdef, train_config.z_loss, train_config.seed),
@@ -273,7 +297,8 @@ def train(config: RunConfig, workdir: str | Path) -> dict:
         nnx.replace_by_pure_dict(state[1], restored["optimizer"])
         iterator.set_state(data_state)
         log.forget_after(start)  # steps after the checkpoint are run (and logged) again
-        print(f"resumed from {checkpoints.directory} at step {start}", flush=True)
+        if primary:
+            print(f"resumed from {checkpoints.directory} at step {start}", flush=True)
 
     # SIGTERM (a scheduler's preemption) and SIGINT save a checkpoint and stop; a second SIGINT
     # stops at once.
@@ -297,7 +322,8 @@ def train(config: RunConfig, workdir: str | Path) -> dict:
             if step == start + 1:
                 jax.block_until_ready(metrics)
                 log.begin(step)  # rates without the compilation time
-            if step % train_config.log_every_steps == 0 or step == train_config.steps:
+            log_step = step % train_config.log_every_steps == 0 or step == train_config.steps
+            if log_step:
                 metrics = jax.device_get(metrics)
                 if not np.isfinite(metrics["loss"]):
                     kept = f"step {stop['saved']} is the newest checkpoint" if stop["saved"] else (
@@ -308,23 +334,25 @@ def train(config: RunConfig, workdir: str | Path) -> dict:
             state = new_state
             if train_config.eval_every_steps and step % train_config.eval_every_steps == 0:
                 began = time.perf_counter()
-                scores = evaluate_during_training(config, nnx.merge(graphdef, state)[0], sources)
+                params = host_copy(_saveable(state)["params"])
+                log.write_scores(step, evaluate_during_training(config, params, sources))
                 log.start_time += time.perf_counter() - began  # rates count training time only
-                with open(workdir / "metrics.jsonl", "a") as f:
-                    f.write(json.dumps({"step": step, **scores}) + "\n")
-                log.events.scalars(step, scores)
-                print("  ".join(f"{k} {v:.3f}" for k, v in scores.items()), flush=True)
+            # Processes agree on stopping where they already wait for each other (log steps).
+            stopping = stop["signal"] if processes == 1 else (
+                agreed_signal(stop["signal"]) if log_step else None)  # fmt: skip
             every = train_config.checkpoint_every_steps
-            if step % every == 0 or step == train_config.steps or stop["signal"]:
+            if step % every == 0 or step == train_config.steps or stopping:
                 checkpoints.wait()  # the previous save failed (a full disk): stop here
+                # Every process's iterator stands at the same position (ProcessRows).
                 checkpoints.save(step, _saveable(state), iterator.get_state())
                 stop["saved"] = step
-            if stop["signal"]:
+            if stopping:
                 checkpoints.wait()
-                name = signal.Signals(stop["signal"]).name
-                print(f"stopped by {name} at step {step}; checkpoint saved; run the same "
-                      "command to resume", flush=True)  # fmt: skip
-                return {**last, "step": step, "stopped_by": int(stop["signal"])}
+                if primary:
+                    name = signal.Signals(stopping).name
+                    print(f"stopped by {name} at step {step}; checkpoint saved; run the same "
+                          "command to resume", flush=True)  # fmt: skip
+                return {**last, "step": step, "stopped_by": int(stopping)}
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
