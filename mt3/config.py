@@ -46,6 +46,7 @@ from mt3.vocab import vocabulary
 
 MIXTURE_TEMPERATURE = 10 / 3  # MT3's mixing temperature (docs/mt3.md §4.12)
 SCHEDULES = ("constant", "cosine")  # learning-rate schedules (mt3.train.optim)
+TRAINABLE = ("all", "decoder")  # which parameters a run updates (mt3.train.train.trainable_filter)
 MIN_SUBMIX_STEMS = 4  # MT3's Slakh sub-mixes draw at least this many stems (docs/mt3.md §4.5)
 
 
@@ -242,6 +243,9 @@ class TrainConfig:
         converted MT3).
       eval_every_steps: transcribe and score ``eval_limit`` recordings of each dataset's
         ``eval_split`` every so many steps (0: never); logged as eval/<dataset>/<metric>.
+      trainable: the parameters a run updates: 'all', or 'decoder' (the encoder stays frozen:
+        no encoder gradients and no optimizer state for it; a cheaper fine-tune, gin/finetune.gin
+        gives both's measured cost and scores).
     """
 
     variant: str = "tiny"
@@ -263,6 +267,7 @@ class TrainConfig:
     eval_every_steps: int = 0
     eval_split: str = "validation"
     eval_limit: int = 4
+    trainable: str = "all"
 
     def __post_init__(self):
         _check_types(self, "TrainConfig")
@@ -279,6 +284,8 @@ class TrainConfig:
             problems.append(f"schedule must be {' or '.join(SCHEDULES)}, got {self.schedule!r}")
         if not self.learning_rate > 0:
             problems.append(f"learning_rate must be positive, got {self.learning_rate}")
+        if self.trainable not in TRAINABLE:
+            problems.append(f"trainable must be {' or '.join(TRAINABLE)}, got {self.trainable!r}")
         if self.variant not in VARIANTS:
             problems.append(
                 f"unknown variant {self.variant!r}; choose one of {', '.join(VARIANTS)}"

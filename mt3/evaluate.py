@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import collections
+import csv
+import io
 import json
 from pathlib import Path
 
@@ -14,6 +16,8 @@ from mt3.errors import UsageError
 from mt3.infer import TranscribeOptions, Transcriber
 from mt3.metrics import HEADLINE_METRICS, mean_scores, score
 from mt3.outputs import output_paths, write_outputs
+
+SCORE_FILES = ("scores.json", "scores.csv")  # what `evaluate` writes into its out_dir
 
 
 def evaluate(
@@ -28,15 +32,16 @@ def evaluate(
     progress: bool = True,
     overwrite: bool = False,
 ) -> tuple[dict, dict]:
-    """(mean scores, {recording id: scores}); with ``out_dir``, writes scores.json (and the
-    transcriptions in ``formats``, with the reference under the piano roll). Existing outputs
-    are an error before any work unless ``overwrite``."""
+    """(mean scores, {recording id: scores}); with ``out_dir``, writes the scores per recording
+    and their mean as scores.json and scores.csv (``scores_to_csv``), and the transcriptions in
+    ``formats`` (with the reference under the piano roll). Existing outputs are an error before
+    any work unless ``overwrite``."""
     source = SplitSource(data_dir, split)
     count = len(source) if limit is None else min(limit, len(source))
     if limit is not None and limit < 1:
         raise UsageError(f"the recording limit must be at least 1, got {limit}")
     if out_dir is not None:
-        planned = [Path(out_dir) / "scores.json"]
+        planned = [Path(out_dir) / name for name in SCORE_FILES]
         for record_id in source.ids[:count]:
             planned += output_paths(Path(out_dir) / record_id, formats)
         check_outputs(planned, overwrite=overwrite)
@@ -69,7 +74,21 @@ def evaluate(
             "recordings": per_recording,
         }
         atomic_write_text(Path(out_dir) / "scores.json", json.dumps(payload, indent=1) + "\n")
+        atomic_write_text(Path(out_dir) / "scores.csv", scores_to_csv(mean, per_recording))
     return mean, per_recording
+
+
+def scores_to_csv(mean: dict, per_recording: dict) -> str:
+    """One row per recording and a last row ``mean``; a column per metric of ``mean`` (which has
+    every metric any recording has; empty where a recording lacks it). Floats as Python
+    writes them (they read back exactly)."""
+    names = list(mean)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["recording", *names])
+    for record_id, scores in [*per_recording.items(), ("mean", mean)]:
+        writer.writerow([record_id, *(scores.get(name, "") for name in names)])
+    return out.getvalue()
 
 
 def format_table(mean: dict, names=HEADLINE_METRICS) -> str:
@@ -99,17 +118,36 @@ def paper_columns() -> list[tuple[str, str, dict]]:
     return sorted(papers, key=lambda item: item[2]["column"])
 
 
-def paper_table(model, data_root: str | Path, *, options=None, limit=None, split=None) -> str:
+def paper_table(model, data_root: str | Path, *, options=None, limit=None, split=None,
+                out_dir: str | Path | None = None, overwrite: bool = False) -> str:  # fmt: skip
     """MT3's Table 2/3 layout over the prepared datasets under ``data_root`` (missing ones show
-    as '-'), each cell "ours (paper)"."""
+    as '-'), each cell "ours (paper)". Each dataset is scored on ``split`` if given, else on the
+    paper's split, else (a folder prepared without it, such as a release's samples) on its test,
+    validation or train split, named in a note under the table. With ``out_dir``:
+    OUT/<dataset>/scores.{json,csv} and the table as OUT/paper_table.md, existing ones an error
+    before any work unless ``overwrite``."""
     columns = paper_columns()
-    means = {}
+    sources, notes = {}, []
     for dataset, paper_split, _ in columns:
         folder = Path(data_root) / dataset
-        if (folder / MANIFEST_FILE).is_file():
-            means[dataset], _ = evaluate(
-                model, folder, split or paper_split, options=options, limit=limit
-            )
+        if not (folder / MANIFEST_FILE).is_file():
+            continue
+        chosen = split or paper_split
+        if split is None:
+            splits = json.loads((folder / MANIFEST_FILE).read_text())["splits"]
+            if paper_split not in splits:
+                chosen = next((s for s in ("test", "validation", "train") if s in splits), chosen)
+                notes.append(f"{dataset}: its {chosen} split (the paper's is {paper_split})")
+        sources[dataset] = SplitSource(folder, chosen)  # a missing split fails before any work
+    if out_dir is not None:
+        planned = [Path(out_dir) / d / name for d in sources for name in SCORE_FILES]
+        check_outputs([*planned, Path(out_dir) / "paper_table.md"], overwrite=overwrite)
+    means = {}
+    for dataset, source in sources.items():
+        means[dataset], _ = evaluate(
+            model, source.folder, source.split, options=options, limit=limit,
+            out_dir=None if out_dir is None else Path(out_dir) / dataset, overwrite=True,
+        )  # fmt: skip
     lines = ["| metric | " + " | ".join(d for d, _, _ in columns) + " |",
              "|" + "---|" * (len(columns) + 1)]  # fmt: skip
     for label, name in PAPER_ROWS:
@@ -118,4 +156,7 @@ def paper_table(model, data_root: str | Path, *, options=None, limit=None, split
             ours = f"{means[dataset][name]:.3f}" if dataset in means else "-"
             cells.append(f"{ours} ({paper[label]:.3f})")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    table = "\n".join(lines + [f"note: {note}" for note in notes])
+    if out_dir is not None:
+        atomic_write_text(Path(out_dir) / "paper_table.md", table + "\n")
+    return table

@@ -14,8 +14,9 @@ examples:
   mt3 evaluate --checkpoint converted/mt3 --paper-table data
 
 --checkpoint is a training workdir (its latest checkpoint) or an mt3 checkpoint folder. Scores are
-MT3's, per recording and their mean; --out writes scores.json and, with --format, each
-transcription (the piano roll drawn over the reference).
+MT3's, per recording and their mean; --out writes them as scores.json and scores.csv (a row per
+recording, then the mean) and, with --format, each transcription (the piano roll drawn over the
+reference). With --paper-table, --out gets OUT/<dataset>/scores.* and paper_table.md.
 """
 
 
@@ -27,7 +28,7 @@ def register(subparsers) -> None:
     parser.add_argument("--paper-table", metavar="DATA_ROOT",
                         help="MT3's Table 2/3 over DATA_ROOT/{maestro,cerberus4,...}")  # fmt: skip
     parser.add_argument("--split", help="default: validation (paper table: MT3's split per set)")
-    parser.add_argument("--out", help="folder for scores.json (and transcriptions)")
+    parser.add_argument("--out", help="folder for scores.json, scores.csv (and transcriptions)")
     parser.add_argument("--format", default="", help=f"with --out: comma list of: {formats_help()}")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--limit", type=int, help="only the first N recordings")
@@ -54,11 +55,11 @@ def run(args: argparse.Namespace) -> None:
     model = load_model(args.checkpoint)
     check_variant(model.config, args.variant, args.checkpoint)
     if args.paper_table:
-        print(
-            paper_table(
-                model, args.paper_table, options=options, limit=args.limit, split=args.split
-            )
-        )
+        table = paper_table(
+            model, args.paper_table, options=options, limit=args.limit, split=args.split,
+            out_dir=args.out, overwrite=args.overwrite,
+        )  # fmt: skip
+        print(table)
         return
     mean, per_recording = evaluate(
         model, args.data, args.split or "validation", options=options,

@@ -78,6 +78,13 @@ def state_shardings(state, mesh: Mesh, fsdp: bool = False):
     return jax.tree.map(spec, state, is_leaf=lambda x: isinstance(x, nnx.Variable))
 
 
+def trainable_filter(trainable: str):
+    """The nnx filter of the parameters a run updates (TrainConfig.trainable)."""
+    if trainable == "decoder":
+        return nnx.All(nnx.Param, nnx.PathContains("decoder"))
+    return nnx.Param
+
+
 def build(config: RunConfig):
     """The model (random, or ``init_from``'s parameters) and its optimizer."""
     train = config.train
@@ -101,12 +108,16 @@ def build(config: RunConfig):
     rate = learning_rate_schedule(
         train.learning_rate, train.schedule, train.warmup_steps, train.steps
     )
-    optimizer = nnx.Optimizer(model, mt3_adafactor(rate, train.momentum), wrt=nnx.Param)
+    optimizer = nnx.Optimizer(
+        model, mt3_adafactor(rate, train.momentum), wrt=trainable_filter(train.trainable)
+    )
     return model, optimizer
 
 
-def train_step_fn(graphdef, z_loss: float, seed: int):
-    """state, batch, step -> (state, metrics); dropout keys derive from (seed, step)."""
+def train_step_fn(graphdef, z_loss: float, seed: int, trainable: str = "all"):
+    """state, batch, step -> (state, metrics); dropout keys derive from (seed, step); gradients
+    only for the ``trainable`` parameters (frozen ones cost no backward pass of their own)."""
+    wrt = nnx.DiffState(0, trainable_filter(trainable))
 
     def step_fn(state, batch, step):
         model, optimizer = nnx.merge(graphdef, state)
@@ -122,7 +133,7 @@ def train_step_fn(graphdef, z_loss: float, seed: int):
             out["accuracy"] = correct.sum() / jnp.maximum(out["tokens"], 1)
             return out["loss"], out
 
-        (_, metrics), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
+        (_, metrics), grads = nnx.value_and_grad(loss_fn, argnums=wrt, has_aux=True)(model)
         optimizer.update(model, grads)
         return nnx.state((model, optimizer)), metrics
 
@@ -279,7 +290,7 @@ def train(config: RunConfig, workdir: str | Path) -> dict:
     state = place(state, shardings)
     batch_sharding = NamedSharding(mesh, P("data"))
     step_fn = jax.jit(
-        train_step_fn(graphdef, train_config.z_loss, train_config.seed),
+        train_step_fn(graphdef, train_config.z_loss, train_config.seed, train_config.trainable),
         in_shardings=(shardings, batch_sharding, None),
         out_shardings=(shardings, NamedSharding(mesh, P())),
         donate_argnums=0,
@@ -367,7 +378,7 @@ RESUME_FIELDS = {
               "num_decoder_layers", "mlp_dim", "input_depth", "segment_frames",
               "max_decode_length", "max_position"),
     "data": ("mixture",),
-    "train": ("batch_size", "seed"),
+    "train": ("batch_size", "seed", "trainable"),
 }  # fmt: skip
 
 
