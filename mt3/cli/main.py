@@ -70,6 +70,11 @@ def main(argv: list[str] | None = None) -> int:
         if not isinstance(error, Mt3Error) and error.filename:  # an OSError: name the file
             message = f"{error.filename}: {error.strerror}"
         print(f"mt3 {args.command}: error: {message}", file=sys.stderr)
+        store = sys.modules.get("mt3.model.store")
+        if argv is None and getattr(store, "abandoned_reads", False):
+            sys.stdout.flush()  # orbax's abandoned reads would print tracebacks until exit
+            sys.stderr.flush()
+            os._exit(2)
         return 2
     except KeyboardInterrupt:
         print(f"mt3 {args.command}: interrupted", file=sys.stderr)

@@ -39,6 +39,7 @@ from mt3.model.t5 import Transformer
 
 CONFIG_FILE = "config.json"  # a model folder's ModelConfig, or a run's RunConfig
 PARAMS_DIR = "params"
+abandoned_reads = False  # a failed orbax restore left reads behind (_drop_abandoned_reads)
 CHECKSUMS_FILE = "checksums.json"  # {"params/...": [size, crc32]} of a model folder
 CHECKPOINTS_DIR = "checkpoints"
 RUN_ITEMS = ("state", "data")
@@ -340,15 +341,27 @@ class RunCheckpoints:
 
 
 def _drop_abandoned_reads() -> None:
-    """Collect the read coroutines a failed orbax restore leaves behind, without the "Exception
-    ignored in <coroutine>" tracebacks Python would print for each when they are collected."""
+    """Silence the read coroutines a failed orbax restore leaves behind: Python would print an
+    "Exception ignored in <coroutine>" traceback for each when it collects them, which may be
+    as late as the process's exit. From the first failed restore on, unraisable errors of
+    orbax's coroutines are dropped (others still reach the previous hook)."""
     import gc
+    import logging
 
-    hook, sys.unraisablehook = sys.unraisablehook, lambda unraisable: None
-    try:
-        gc.collect()
-    finally:
+    global abandoned_reads
+    abandoned_reads = True  # the CLI then leaves at once after its error line (mt3.cli.main)
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)  # "exception was never retrieved"
+    previous = sys.unraisablehook
+    if not getattr(previous, "mt3_quiet_orbax", False):
+
+        def hook(unraisable, previous=previous):
+            code = getattr(unraisable.object, "cr_code", None)
+            if code is None or "orbax" not in code.co_filename:
+                previous(unraisable)
+
+        hook.mt3_quiet_orbax = True
         sys.unraisablehook = hook
+    gc.collect()
 
 
 def _reason(error: BaseException) -> str:
