@@ -141,14 +141,24 @@ def run_config(data_root, steps=4, **model):
     )
 
 
-def test_a_damaged_latest_checkpoint_falls_back_to_an_intact_one(data_root, tmp_path, capfd):
+@pytest.mark.parametrize("damage", ["truncated", "overwritten"])
+def test_a_damaged_latest_checkpoint_falls_back_to_an_intact_one(
+    damage, data_root, tmp_path, capfd
+):
+    """A truncated array file (orbax notices) or 64 overwritten bytes in one (orbax would load
+    them as wrong values; the step's checksums.json notices)."""
     from mt3.model.store import load_model
 
     workdir = tmp_path / "run"
     train(run_config(data_root), workdir)
     arrays = sorted((workdir / "checkpoints" / "4" / "state").rglob("*"), key=lambda p: p.name)
     damaged = max((p for p in arrays if p.is_file()), key=lambda p: p.stat().st_size)
-    damaged.write_bytes(damaged.read_bytes()[:100])  # a truncated array file
+    data = bytearray(damaged.read_bytes())
+    if damage == "truncated":
+        data = data[:100]
+    else:
+        data[len(data) // 2 : len(data) // 2 + 64] = bytes(64)
+    damaged.write_bytes(bytes(data))
     model = load_model(workdir)
     assert "checkpoints/4: damaged checkpoint" in capfd.readouterr().err
     reference = load_model(workdir, step=2)
@@ -162,6 +172,44 @@ def test_a_damaged_latest_checkpoint_falls_back_to_an_intact_one(data_root, tmp_
     assert "resumed from" in capfd.readouterr().out
     steps = [json.loads(line)["step"] for line in open(workdir / "metrics.jsonl")]
     assert steps == [1, 2, 3, 4, 5, 6]  # one row per step, replayed steps not doubled
+
+
+def test_a_full_disk_stops_training_at_the_save_keeping_the_last_checkpoint(
+    data_root, small_disk, tmp_path
+):
+    """Step 2's checkpoint (about 5 MB) fits in 8 MB, step 4's does not: the run stops at step 4
+    in one line (the free space is checked before saving), keeps step 2, and resumes from it once
+    there is space. A save that fails while being written (the free-space check fooled) stops
+    the run at the next logged step, in one line, with none of orbax's tracebacks and no
+    partial folder."""
+    from mt3.model.store import CheckpointError
+
+    disk = small_disk("8m")
+    with pytest.raises(CheckpointError, match="step 4 .* step 2, is kept") as error:
+        train(run_config(data_root, steps=6), disk / "run")
+    assert "\n" not in str(error.value)
+    assert sorted(p.name for p in (disk / "run" / "checkpoints").iterdir()) == ["2"]
+    subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)
+    assert train(run_config(data_root, steps=6), disk / "run")["step"] == 6
+
+    full = small_disk("1m")
+    fooled = (
+        "import shutil, sys; real = shutil.disk_usage; "
+        "shutil.disk_usage = lambda p: real(p)._replace(free=1 << 40); "
+        "from mt3.cli.main import main; sys.exit(main(sys.argv[1:]))"
+    )
+    command = [sys.executable, "-c", fooled, "train", "--workdir", str(full / "run"),
+               "--variant", "tiny", "--gin_param", f"DataConfig.data_root = '{data_root}'",
+               "--gin_param", "DataConfig.mixture = 'synth-piano'",
+               "--gin_param", "TrainConfig.steps = 50", "--gin_param", "TrainConfig.batch_size = 2",
+               "--gin_param", "TrainConfig.log_every_steps = 5",
+               "--gin_param", "TrainConfig.checkpoint_every_steps = 5"]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True)
+    err = "".join(line + "\n" for line in done.stderr.splitlines() if "Warn" not in line)
+    assert done.returncode == 2 and err.count("\n") == 1, err
+    assert "saving the checkpoint of step 5 failed (no space left on device)" in err, err
+    assert "step 10/50" in done.stdout and "step 15/50" not in done.stdout  # stopped early
+    assert list((full / "run" / "checkpoints").iterdir()) == []
 
 
 def test_an_incompatible_resume_is_refused_before_anything_is_written(data_root, tmp_path):
@@ -256,17 +304,29 @@ def test_score_reads_a_transcription_folder_with_midi_and_json(run_cli, tmp_path
 
 
 @pytest.fixture
-def full_disk(tmp_path):
-    """A 128 KiB tmpfs: writes of more than that fail with ENOSPC (skips where mounting is not
-    allowed)."""
-    mount = tmp_path / "small"
-    mount.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=128k", "tmpfs", str(mount)],
-                            capture_output=True, text=True)  # fmt: skip
-    if result.returncode:
-        pytest.skip(f"cannot mount a small tmpfs to fill: {result.stderr.strip()}")
+def small_disk(tmp_path):
+    """small_disk(size) mounts a tmpfs of that size (e.g. "128k"): writes past it fail with
+    ENOSPC (skips where mounting is not allowed); unmounted after the test."""
+    mounts = []
+
+    def mount(size: str):
+        folder = tmp_path / f"small{len(mounts)}"
+        folder.mkdir()
+        result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs",
+                                 str(folder)], capture_output=True, text=True)  # fmt: skip
+        if result.returncode:
+            pytest.skip(f"cannot mount a small tmpfs to fill: {result.stderr.strip()}")
+        mounts.append(folder)
+        return folder
+
     yield mount
-    subprocess.run(["umount", str(mount)], check=True)
+    for folder in mounts:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+@pytest.fixture
+def full_disk(small_disk):
+    return small_disk("128k")
 
 
 def test_a_full_disk_is_one_line_and_leaves_nothing(full_disk, take, tiny_checkpoint, run_cli):

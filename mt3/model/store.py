@@ -26,13 +26,14 @@ import os
 import shutil
 import sys
 import tempfile
+import traceback
 from pathlib import Path
 
 import jax
 import numpy as np
 from flax import nnx
 
-from mt3.atomic import umask_mode
+from mt3.atomic import atomic_write_text, umask_mode
 from mt3.config import ConfigError, ModelConfig, RunConfig
 from mt3.errors import Mt3Error
 from mt3.model.t5 import Transformer
@@ -47,6 +48,10 @@ RUN_ITEMS = ("state", "data")
 
 class CheckpointError(Mt3Error, ValueError):
     """A missing, incomplete or incompatible checkpoint."""
+
+
+class DamagedFiles(CheckpointError):
+    """Files that differ from their folder's checksums.json."""
 
 
 def param_dict(model: Transformer) -> dict:
@@ -85,13 +90,14 @@ def save_model(model: Transformer, directory: str | os.PathLike) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _checksums(directory: Path) -> dict[str, tuple[int, int]]:
-    """(size, CRC-32) of every file under ``directory/params``, by path relative to it."""
+def _checksums(directory: Path, under: str = PARAMS_DIR) -> dict[str, tuple[int, int]]:
+    """(size, CRC-32) of every file under ``directory/under``, by path relative to
+    ``directory`` (checksums.json itself excluded)."""
     import zlib
 
     sums = {}
-    for path in sorted((directory / PARAMS_DIR).rglob("*")):
-        if path.is_file():
+    for path in sorted((directory / under).rglob("*")):
+        if path.is_file() and path.name != CHECKSUMS_FILE:
             data = path.read_bytes()
             sums[path.relative_to(directory).as_posix()] = (len(data), zlib.crc32(data))
     return sums
@@ -100,22 +106,27 @@ def _checksums(directory: Path) -> dict[str, tuple[int, int]]:
 def verify_model_folder(directory: str | os.PathLike) -> None:
     """Raise CheckpointError naming the first parameter file whose size or CRC-32 differs from
     the folder's checksums.json (folders written before it existed are not checked)."""
-    directory = Path(directory)
+    _verify(Path(directory), PARAMS_DIR, "convert the checkpoint again")
+
+
+def _verify(directory: Path, under: str, remedy: str = "") -> None:
+    """Check the files under ``directory/under`` against ``directory/checksums.json``, if any."""
     listing = directory / CHECKSUMS_FILE
     if not listing.is_file():
         return
+    remedy = f"; {remedy}" if remedy else ""
     try:
         expected = {name: tuple(entry) for name, entry in json.loads(listing.read_text()).items()}
     except (ValueError, TypeError, AttributeError):
-        raise CheckpointError(f"{listing}: unreadable; convert the checkpoint again") from None
-    found = _checksums(directory)
+        raise DamagedFiles(f"{listing}: unreadable{remedy}") from None
+    found = _checksums(directory, under)
     for name, entry in expected.items():
         if name not in found:
-            raise CheckpointError(f"{directory / name}: missing; convert the checkpoint again")
+            raise DamagedFiles(f"{directory / name}: missing{remedy}")
         if found[name] != entry:
-            raise CheckpointError(
-                f"{directory / name}: damaged (size or checksum differs from {CHECKSUMS_FILE}); "
-                "convert the checkpoint again"
+            raise DamagedFiles(
+                f"{directory / name}: damaged (size or checksum differs from {CHECKSUMS_FILE})"
+                f"{remedy}"
             )
 
 
@@ -210,13 +221,23 @@ class RunCheckpoints:
     ``keep`` checkpoints are kept (training); without, it is opened for reading.
 
     A checkpoint that cannot be read (a truncated array file, emptied metadata, a missing
-    folder) is reported with a warning naming its step, and the newest intact one is used. When
-    training, the damaged step folder is moved aside (``damaged-<step>``), never deleted.
+    folder, bytes that differ from its ``checksums.json``) is reported with a warning naming its
+    step, and the newest intact one is used. When training, the damaged step folder is moved
+    aside (``damaged-<step>``), never deleted.
+
+    Saving checks the free space first (a checkpoint is as large as its arrays); a save that
+    fails anyway (the disk filled while it was written) is reported by the next ``wait``, its
+    partial folder removed, and the run stops with the newest complete checkpoint kept. Orbax's
+    own reports of the failure (log errors, tracebacks of its abandoned writes) are muted: the
+    one line of CheckpointError says it.
     """
 
     def __init__(self, workdir: str | os.PathLike, keep: int | None = None):
         self.directory = Path(workdir).absolute() / CHECKPOINTS_DIR
         self.keep = keep
+        self._pending = None  # the step being written
+        self._failed = False  # a save failed (reported once)
+        _quiet_orbax()
         self._open()
 
     def _open(self) -> None:
@@ -235,6 +256,14 @@ class RunCheckpoints:
         """Start writing a checkpoint (asynchronously; ``wait`` or ``close`` finish it)."""
         import orbax.checkpoint as ocp
 
+        needed = sum(leaf.nbytes for leaf in jax.tree.leaves(state)) * 1.05 + (1 << 20)
+        free = shutil.disk_usage(self.directory).free
+        if free < needed:
+            raise CheckpointError(
+                f"{self.directory}: not enough space for the checkpoint of step {step} (it "
+                f"needs about {needed / 1e6:.0f} MB, {free / 1e6:.0f} MB are free); "
+                f"{self._kept()}"
+            )
         try:
             self._manager.save(
                 step,
@@ -244,20 +273,59 @@ class RunCheckpoints:
                 force=True,
             )
         except Exception as error:  # the synchronous part (folders, metadata) failed
+            self._remove_partial()
             raise CheckpointError(
-                f"{self.directory}: saving step {step} failed ({_reason(error)}); the newest "
-                "complete checkpoint is kept"
+                f"{self.directory}: saving step {step} failed ({_reason(error)}); {self._kept()}"
             ) from None
+        self._pending = step
 
     def wait(self) -> None:
-        """Wait for the checkpoint being written; a failed save raises CheckpointError."""
+        """Wait for the checkpoint being written and record its checksums; a failed save raises
+        CheckpointError (once)."""
         try:
             self._manager.wait_until_finished()
         except Exception as error:  # orbax re-raises the writer's error (OSError, ...)
+            if self._failed:
+                return
+            self._failed = True
+            step, self._pending = self._pending, None
+            self._remove_partial()
             raise CheckpointError(
-                f"{self.directory}: saving a checkpoint failed ({_reason(error)}); the newest "
-                "complete checkpoint is kept"
+                f"{self.directory}: saving the checkpoint of step {step} failed "
+                f"({_reason(error)}); {self._kept()}"
             ) from None
+        step, self._pending = self._pending, None
+        if step is not None and jax.process_count() == 1:
+            folder = self.directory / str(step)
+            sums = {name: list(entry) for name, entry in _checksums(folder, "").items()}
+            try:
+                atomic_write_text(folder / CHECKSUMS_FILE, json.dumps(sums, indent=0) + "\n")
+            except OSError:
+                pass  # the checkpoint is complete; it is only not verifiable
+
+    def poll(self) -> None:
+        """Finish a save that is no longer in progress (``wait`` without waiting): a failed one
+        raises now rather than at the next save."""
+        if self._pending is not None and not self._manager.is_saving_in_progress():
+            self.wait()
+
+    def _steps(self) -> list[int]:
+        """Complete checkpoints on disk, newest first."""
+        found = self.directory.glob("[0-9]*") if self.directory.is_dir() else []
+        return sorted((int(p.name) for p in found if p.name.isdigit()), reverse=True)
+
+    def _kept(self) -> str:
+        steps = self._steps()
+        if not steps:
+            return "no checkpoint was written yet; free some space and run the same command again"
+        return (f"the newest complete checkpoint, step {steps[0]}, is kept; free some space and "
+                "run the same command to resume from it")  # fmt: skip
+
+    def _remove_partial(self) -> None:
+        """Delete the temporary folders of a save that failed (they may fill the disk)."""
+        if jax.process_index() == 0 and self.directory.is_dir():
+            for partial in self.directory.glob("*.orbax-checkpoint-tmp*"):
+                shutil.rmtree(partial, ignore_errors=True)
 
     def _first_intact(self, restore_one, step: int | None):
         """(step, restore_one(step)) of ``step``, or of the newest checkpoint that reads."""
@@ -267,14 +335,19 @@ class RunCheckpoints:
         damaged = []
         for candidate in steps:
             try:
+                _verify(self.directory / str(candidate), "")
                 return candidate, restore_one(candidate)
+            except KeyboardInterrupt:
+                raise
             except Exception as error:  # orbax and tensorstore raise many types for damage
-                if isinstance(error, CheckpointError | KeyboardInterrupt):
+                if isinstance(error, CheckpointError) and not isinstance(error, DamagedFiles):
                     raise
-                _drop_abandoned_reads()
+                if not isinstance(error, DamagedFiles):
+                    _drop_abandoned_reads()
                 damaged.append(candidate)
+                reason = str(error) if isinstance(error, DamagedFiles) else _reason(error)
                 print(f"warning: {self.directory / str(candidate)}: damaged checkpoint, not used "
-                      f"({_reason(error)})", file=sys.stderr, flush=True)  # fmt: skip
+                      f"({reason})", file=sys.stderr, flush=True)  # fmt: skip
                 if self.keep is not None:  # training: new saves must not meet the damaged step
                     self._set_aside(candidate)
         raise CheckpointError(
@@ -341,27 +414,55 @@ class RunCheckpoints:
 
 
 def _drop_abandoned_reads() -> None:
-    """Silence the read coroutines a failed orbax restore leaves behind: Python would print an
-    "Exception ignored in <coroutine>" traceback for each when it collects them, which may be
-    as late as the process's exit. From the first failed restore on, unraisable errors of
-    orbax's coroutines are dropped (others still reach the previous hook)."""
+    """After a failed orbax restore: the CLI leaves at once after its error line (the reads
+    orbax abandons are collected as late as the process's exit, see _quiet_orbax)."""
     import gc
-    import logging
 
     global abandoned_reads
-    abandoned_reads = True  # the CLI then leaves at once after its error line (mt3.cli.main)
-    logging.getLogger("asyncio").setLevel(logging.CRITICAL)  # "exception was never retrieved"
-    previous = sys.unraisablehook
-    if not getattr(previous, "mt3_quiet_orbax", False):
-
-        def hook(unraisable, previous=previous):
-            code = getattr(unraisable.object, "cr_code", None)
-            if code is None or "orbax" not in code.co_filename:
-                previous(unraisable)
-
-        hook.mt3_quiet_orbax = True
-        sys.unraisablehook = hook
+    abandoned_reads = True  # (mt3.cli.main)
+    _quiet_orbax()
     gc.collect()
+
+
+def _quiet_orbax() -> None:
+    """Mute what orbax and tensorstore print about a failed read or write, which mt3 reports in
+    one line of its own (CheckpointError): "Exception ignored in <coroutine>" tracebacks of the
+    reads and writes orbax abandons, "Event loop is closed" tracebacks of tensorstore callbacks
+    into the closed loop of a failed save, asyncio's "exception was never retrieved" for orbax's
+    tasks and orbax's ERROR log records. Everything else still reaches its usual handler."""
+    import logging
+
+    previous = sys.unraisablehook
+    if getattr(previous, "mt3_quiet_orbax", False):
+        return
+
+    def from_orbax(frames) -> bool:
+        return any("orbax" in frame.filename for frame in frames)
+
+    def hook(unraisable, previous=previous):
+        code = getattr(unraisable.object, "cr_code", None)
+        if code is not None and "orbax" in code.co_filename:
+            return
+        frames = traceback.extract_tb(unraisable.exc_traceback)
+        closed = isinstance(unraisable.exc_value, RuntimeError) and "loop is closed" in str(
+            unraisable.exc_value
+        )
+        if closed and any(f.name == "call_soon_threadsafe" for f in frames):
+            return
+        previous(unraisable)
+
+    def not_orbax(record: logging.LogRecord) -> bool:
+        if "orbax" in record.pathname and record.levelno >= logging.ERROR:
+            return False
+        if record.name == "asyncio" and "orbax" in record.getMessage():
+            return False
+        error = record.exc_info[1] if record.exc_info else None
+        return not (error and from_orbax(traceback.extract_tb(error.__traceback__)))
+
+    hook.mt3_quiet_orbax = True
+    sys.unraisablehook = hook
+    for name in ("absl", "asyncio"):
+        logging.getLogger(name).addFilter(not_orbax)
 
 
 def _reason(error: BaseException) -> str:

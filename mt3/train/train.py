@@ -342,6 +342,8 @@ def train(config: RunConfig, workdir: str | Path) -> dict:
                     raise TrainingError(f"non-finite loss at step {step}; stopped ({kept})")
                 last = {"step": step, **{k: float(v) for k, v in metrics.items()}}
                 log.write(step, metrics)
+                if processes == 1:
+                    checkpoints.poll()  # a failed save (a full disk) stops the run here
             state = new_state
             if train_config.eval_every_steps and step % train_config.eval_every_steps == 0:
                 began = time.perf_counter()
