@@ -346,6 +346,31 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(full_disk, take, tiny_checkp
         assert left in ([], [".building.json"])  # prepare keeps its resume record, no partial file
 
 
+def test_a_model_folder_on_a_full_disk_is_one_error_and_leaves_nothing(
+    full_disk, tiny_checkpoint, monkeypatch, capfd
+):
+    """`mt3 convert-checkpoint` and `mt3 download` write model folders through save_model: the
+    free space is checked first; a write that fails anyway (the check fooled here) is one
+    CheckpointError, and the staging folder is removed although orbax's writes in flight
+    recreate their folders for a moment."""
+    import gc
+    import shutil
+
+    from mt3.model.store import CheckpointError, load_model, save_model
+
+    model = load_model(tiny_checkpoint)
+    with pytest.raises(CheckpointError, match="not enough space"):
+        save_model(model, full_disk / "model")
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: real(p)._replace(free=1 << 40))
+    with pytest.raises(CheckpointError, match=r"model: writing failed \(no space left on device"):
+        save_model(model, full_disk / "model")
+    gc.collect()
+    assert list(full_disk.iterdir()) == []
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "ERROR" not in err, err
+
+
 def test_re_preparing_with_other_options_or_inputs_is_detected(run_cli, tmp_path, write_pair):
     from mt3.data.pipeline import SplitSource
 

@@ -72,13 +72,23 @@ def save_model(model: Transformer, directory: str | os.PathLike) -> None:
     if directory.exists():
         raise CheckpointError(f"{directory}: already exists; choose a new output folder")
     directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    params = param_dict(model)
+    needed = sum(leaf.nbytes for leaf in jax.tree.leaves(params)) * 1.05 + (1 << 20)
+    free = shutil.disk_usage(directory.parent).free
+    if free < needed:
+        raise CheckpointError(
+            f"{directory}: not enough space (the model needs about {needed / 1e6:.0f} MB, "
+            f"{free / 1e6:.0f} MB are free); free some space or choose another folder"
+        )
+    _quiet_orbax()
+    checkpointer = ocp.StandardCheckpointer()
+    staging = None
     try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
         (staging / CONFIG_FILE).write_text(
             json.dumps(dataclasses.asdict(model.config), indent=1) + "\n"
         )
-        checkpointer = ocp.StandardCheckpointer()
-        checkpointer.save(staging / PARAMS_DIR, param_dict(model))
+        checkpointer.save(staging / PARAMS_DIR, params)
         checkpointer.wait_until_finished()
         sums = {name: list(entry) for name, entry in _checksums(staging).items()}
         (staging / CHECKSUMS_FILE).write_text(json.dumps(sums, indent=0) + "\n")
@@ -86,8 +96,24 @@ def save_model(model: Transformer, directory: str | os.PathLike) -> None:
         for name in (CONFIG_FILE, CHECKSUMS_FILE):
             os.chmod(staging / name, umask_mode())
         os.replace(staging, directory)
+    except Exception as error:  # orbax raises what its writers met (a full disk, ...)
+        raise CheckpointError(f"{directory}: writing failed ({_reason(error)})") from None
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        checkpointer.close()
+        if staging is not None:
+            remove_tree(staging)
+
+
+def remove_tree(path: Path) -> None:
+    """Delete a folder that a failed orbax save may still be writing into: tensorstore's writes
+    in flight create their parent folders again, so delete until it stays gone."""
+    import time
+
+    for _ in range(20):
+        shutil.rmtree(path, ignore_errors=True)
+        time.sleep(0.1)
+        if not path.exists():
+            return
 
 
 def _checksums(directory: Path, under: str = PARAMS_DIR) -> dict[str, tuple[int, int]]:
@@ -325,7 +351,7 @@ class RunCheckpoints:
         """Delete the temporary folders of a save that failed (they may fill the disk)."""
         if jax.process_index() == 0 and self.directory.is_dir():
             for partial in self.directory.glob("*.orbax-checkpoint-tmp*"):
-                shutil.rmtree(partial, ignore_errors=True)
+                remove_tree(partial)
 
     def _first_intact(self, restore_one, step: int | None):
         """(step, restore_one(step)) of ``step``, or of the newest checkpoint that reads."""
