@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -19,6 +20,43 @@ def test_console_script_help():
     )
     for command in ("tokens", "features", "score"):
         assert command in result.stdout
+
+
+def test_the_command_runs_with_tcmalloc_where_installed(monkeypatch, tmp_path):
+    """`mt3` re-runs itself once with tcmalloc preloaded (mt3.allocator); not when it is already
+    preloaded, nor with MT3_ALLOCATOR=system. The re-run process really has it loaded."""
+    from mt3 import allocator
+
+    library = allocator.find_tcmalloc()
+    if library is None or sys.platform != "linux":
+        pytest.skip("tcmalloc is not installed here (scripts/setup.sh installs it on Debian)")
+    calls = []
+    monkeypatch.setattr(allocator.os, "execve", lambda *args: calls.append(args))
+    monkeypatch.delenv("LD_PRELOAD", raising=False)
+    monkeypatch.delenv(allocator.ALLOCATOR_ENV, raising=False)
+    allocator.use_tcmalloc(["transcribe", "a.wav"])
+    ((program, argv, environment),) = calls
+    assert argv == [sys.executable, "-m", "mt3", "transcribe", "a.wav"]
+    assert environment["LD_PRELOAD"].startswith(library)
+    monkeypatch.setenv("LD_PRELOAD", environment["LD_PRELOAD"])
+    allocator.use_tcmalloc([])  # already preloaded: no second re-run
+    monkeypatch.delenv("LD_PRELOAD")
+    monkeypatch.setenv(allocator.ALLOCATOR_ENV, "system")
+    allocator.use_tcmalloc([])
+    assert len(calls) == 1
+    # For real: every Python process started records whether it has tcmalloc mapped.
+    (tmp_path / "sitecustomize.py").write_text(
+        "import os\n"
+        "with open(os.environ['MAPS_LOG'], 'a') as log:\n"
+        "    print('tcmalloc' in open('/proc/self/maps').read(), file=log)\n"
+    )
+    log = tmp_path / "maps.log"
+    environment = {**os.environ, "PYTHONPATH": str(tmp_path), "MAPS_LOG": str(log)}
+    for name in ("LD_PRELOAD", allocator.ALLOCATOR_ENV):
+        environment.pop(name, None)
+    subprocess.run([sys.executable, "-m", "mt3", "--help"], env=environment, check=True,
+                   capture_output=True)  # fmt: skip
+    assert log.read_text().split() == ["False", "True"]  # the command, then its re-run
 
 
 @pytest.mark.parametrize("command", ["tokens", "features", "score"])

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 
+from mt3.allocator import use_tcmalloc
 from mt3.cli import (
     convert,
     demo,
@@ -59,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:  # the `mt3` command, not a call from Python
+        use_tcmalloc(sys.argv[1:])  # (mt3.allocator: returns unless tcmalloc is missing)
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
