@@ -22,6 +22,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from mt3.allocator import use_tcmalloc
 from mt3.config import ModelConfig, RunConfig, TrainConfig, get_variant
 from mt3.train.train import build, state_shardings, train_step_fn
 
@@ -76,6 +77,7 @@ def measure(name: str, batch: int, steps: int):
 
 
 def main() -> None:
+    use_tcmalloc([sys.executable, *sys.argv])  # the allocator the mt3 command runs with
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=8)

@@ -13,6 +13,9 @@ folder), or with ``--random`` (or when the checkpoint is absent) a random networ
 nudged to emit each segment's reference ids and stop at their EOS, so it runs as many steps as a
 trained model on that music would.
 
+The benchmark runs with the allocator the ``mt3`` command uses (tcmalloc where installed,
+``mt3/allocator.py``; ``MT3_ALLOCATOR=system`` for glibc's).
+
 Printed, one table:
 - ``mt3 transcribe`` of the whole folder from process start (imports, parameter load, compilation,
   audio reading, decoding, MIDI writing): first with an empty compilation cache (a first run ever),
@@ -39,6 +42,7 @@ import numpy as np
 import soundfile
 from flax import nnx
 
+from mt3.allocator import use_tcmalloc
 from mt3.audio import SAMPLE_RATE, load_audio
 from mt3.config import ModelConfig, get_variant
 from mt3.events import notes_to_segment_tokens
@@ -217,6 +221,7 @@ def row(name, seconds, audio, ids=None, flops=None, peak=None, note="") -> None:
 
 
 def main() -> None:
+    use_tcmalloc([sys.executable, *sys.argv])  # the allocator the mt3 command runs with
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", default=str(RELEASED), help="a T5X mt3 checkpoint")
     parser.add_argument("--random", action="store_true", help="random weights, forced ids")

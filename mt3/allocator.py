@@ -33,10 +33,10 @@ def find_tcmalloc() -> str | None:
     return None
 
 
-def use_tcmalloc(argv: list[str]) -> None:
-    """Re-run ``python -m mt3 argv`` with tcmalloc preloaded, unless it is already loaded, is
-    not installed, the platform is not Linux or MT3_ALLOCATOR=system; returns when it does not.
-    """
+def use_tcmalloc(command: list[str] | None = None) -> None:
+    """Re-run this process's command (default: ``python -m mt3`` with its arguments) with
+    tcmalloc preloaded, unless it is already loaded, is not installed, the platform is not Linux
+    or MT3_ALLOCATOR=system; returns when it does not re-run."""
     preload = os.environ.get("LD_PRELOAD", "")
     if sys.platform != "linux" or "tcmalloc" in preload:
         return
@@ -50,6 +50,7 @@ def use_tcmalloc(argv: list[str]) -> None:
         "LD_PRELOAD": f"{library} {preload}".strip(),
         "TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD": str(1 << 40),  # no "large alloc" lines
     }
+    command = command or [sys.executable, "-m", "mt3", *sys.argv[1:]]
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(sys.executable, [sys.executable, "-m", "mt3", *argv], environment)
+    os.execve(sys.executable, command, environment)

@@ -34,15 +34,16 @@ def test_the_command_runs_with_tcmalloc_where_installed(monkeypatch, tmp_path):
     monkeypatch.setattr(allocator.os, "execve", lambda *args: calls.append(args))
     monkeypatch.delenv("LD_PRELOAD", raising=False)
     monkeypatch.delenv(allocator.ALLOCATOR_ENV, raising=False)
-    allocator.use_tcmalloc(["transcribe", "a.wav"])
+    monkeypatch.setattr(sys, "argv", ["mt3", "transcribe", "a.wav"])
+    allocator.use_tcmalloc()
     ((program, argv, environment),) = calls
     assert argv == [sys.executable, "-m", "mt3", "transcribe", "a.wav"]
     assert environment["LD_PRELOAD"].startswith(library)
     monkeypatch.setenv("LD_PRELOAD", environment["LD_PRELOAD"])
-    allocator.use_tcmalloc([])  # already preloaded: no second re-run
+    allocator.use_tcmalloc()  # already preloaded: no second re-run
     monkeypatch.delenv("LD_PRELOAD")
     monkeypatch.setenv(allocator.ALLOCATOR_ENV, "system")
-    allocator.use_tcmalloc([])
+    allocator.use_tcmalloc()
     assert len(calls) == 1
     # For real: every Python process started records whether it has tcmalloc mapped.
     (tmp_path / "sitecustomize.py").write_text(

@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "mt3"
 
 # Lowest first; a module may import its own layer and the ones before it.
 LAYERS = (
-    ("mt3.errors", "mt3.atomic", "mt3.cache"),
+    ("mt3.errors", "mt3.atomic", "mt3.cache", "mt3.allocator"),
     ("mt3.audio", "mt3.vocab", "mt3.notes"),
     (
         "mt3.events",

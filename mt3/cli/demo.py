@@ -1,6 +1,6 @@
 """`mt3 demo`: generate data, train the tiny network, evaluate it and transcribe a held-out piece.
 
-The whole project in one command on a CPU, in about 12 minutes on 2 cores (gin/demo.gin says what
+The whole project in one command on a CPU, in about 8 minutes on 2 cores (gin/demo.gin says what
 it trains and how long).
 """
 

@@ -36,7 +36,7 @@ Commands:
   notate              MIDI or notes JSON -> sheet music (MusicXML, PDF/SVG/PNG pages)
   download            Magenta's released model (mt3, ismir2021) -> verified, in the cache
   serve               a local web app: upload or record audio, see and download the notes
-  demo                generate data, train a tiny model, evaluate it, transcribe (12 min, CPU)
+  demo                generate data, train a tiny model, evaluate it, transcribe (8 min, CPU)
   convert-checkpoint  Magenta's released T5X checkpoints -> mt3 checkpoints
   prepare             raw dataset release or your audio + MIDI folder -> record shards
   train               train (or resume) a model on prepared data, configured with gin
@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     if argv is None:  # the `mt3` command, not a call from Python
-        use_tcmalloc(sys.argv[1:])  # (mt3.allocator: returns unless tcmalloc is missing)
+        use_tcmalloc()  # re-runs the command with tcmalloc, if installed (mt3.allocator)
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
