@@ -42,11 +42,16 @@ def umask_mode(mode: int = 0o666) -> int:
     return mode & ~mask
 
 
-def _writable_folder(path: Path) -> None:
+def check_writable(path: Path) -> None:
+    """Raise WriteError unless ``path`` can be created: its nearest existing ancestor must be a
+    folder this process may write in (a read-only file system or a folder without permission
+    is found before any work, not at the first write)."""
     for parent in [path.parent, *path.parent.parents]:
         if parent.exists():
             if not parent.is_dir():
                 raise WriteError(f"{path}: cannot write there, {parent} is a file, not a folder")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise WriteError(f"{path}: cannot write there, {parent} is not writable")
             return
 
 
@@ -59,7 +64,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     names the target, not the temporary file.
     """
     path = Path(path)
-    _writable_folder(path)
+    check_writable(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(
@@ -122,7 +127,7 @@ def check_outputs(
     outputs = [Path(p) for p in outputs]
     inputs = [Path(p) for p in inputs]
     for path in outputs:
-        _writable_folder(path)
+        check_writable(path)
     clashes = sorted({str(o) for o in outputs for i in inputs if same_file(o, i)})
     if clashes:
         raise UsageError(

@@ -305,15 +305,16 @@ def test_score_reads_a_transcription_folder_with_midi_and_json(run_cli, tmp_path
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """small_disk(size) mounts a tmpfs of that size (e.g. "128k"): writes past it fail with
-    ENOSPC (skips where mounting is not allowed); unmounted after the test."""
+    """small_disk(size, read_only=False) mounts a tmpfs of that size (e.g. "128k"): writes past
+    it fail with ENOSPC (skips where mounting is not allowed); unmounted after the test."""
     mounts = []
 
-    def mount(size: str):
+    def mount(size: str, read_only: bool = False):
         folder = tmp_path / f"small{len(mounts)}"
         folder.mkdir()
-        result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs",
-                                 str(folder)], capture_output=True, text=True)  # fmt: skip
+        options = f"size={size}" + (",ro" if read_only else "")
+        result = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
+                                capture_output=True, text=True)  # fmt: skip
         if result.returncode:
             pytest.skip(f"cannot mount a small tmpfs to fill: {result.stderr.strip()}")
         mounts.append(folder)
@@ -369,6 +370,26 @@ def test_a_model_folder_on_a_full_disk_is_one_error_and_leaves_nothing(
     assert list(full_disk.iterdir()) == []
     err = capfd.readouterr().err
     assert "Traceback" not in err and "ERROR" not in err, err
+
+
+def test_a_read_only_output_folder_is_refused_before_work(
+    small_disk, take, tiny_checkpoint, run_cli
+):
+    """A read-only file system (access(2) says so even to root) is found when the outputs are
+    checked, not at the first write after the work."""
+    from mt3.atomic import WriteError
+    from mt3.model.store import load_model, save_model
+
+    locked = small_disk("1m", read_only=True)
+    for command in (
+        ("transcribe", take / "take.wav", "-o", locked / "out", "--checkpoint", tiny_checkpoint),
+        ("features", take / "take.wav", "--out", locked / "f.npz"),
+        ("convert-checkpoint", take, locked / "model"),
+    ):
+        status, _, err = run_cli(*command)
+        assert status == 2 and f"{locked} is not writable" in err and err.count("\n") == 1, err
+    with pytest.raises(WriteError, match="not writable"):
+        save_model(load_model(tiny_checkpoint), locked / "model")
 
 
 def test_re_preparing_with_other_options_or_inputs_is_detected(run_cli, tmp_path, write_pair):

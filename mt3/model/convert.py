@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from flax import nnx
 
+from mt3.atomic import check_writable
 from mt3.config import ModelConfig, get_variant
 from mt3.model.store import CheckpointError, param_dict, save_model
 from mt3.model.t5 import Transformer
@@ -194,6 +195,7 @@ def convert_checkpoint(
     out_dir = Path(out_dir)
     if out_dir.exists():
         raise CheckpointError(f"{out_dir}: already exists; choose a new output folder")
+    check_writable(out_dir)  # before the minutes of reading and converting
     params = read_t5x_params(t5x_dir)
     config = infer_config(params, get_variant(variant), num_heads)
     model = t5x_to_model(params, config)

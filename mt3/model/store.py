@@ -33,7 +33,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from mt3.atomic import atomic_write_text, umask_mode
+from mt3.atomic import atomic_write_text, check_writable, umask_mode
 from mt3.config import ConfigError, ModelConfig, RunConfig
 from mt3.errors import Mt3Error
 from mt3.model.t5 import Transformer
@@ -71,6 +71,7 @@ def save_model(model: Transformer, directory: str | os.PathLike) -> None:
     directory = Path(directory).absolute()
     if directory.exists():
         raise CheckpointError(f"{directory}: already exists; choose a new output folder")
+    check_writable(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     params = param_dict(model)
     needed = sum(leaf.nbytes for leaf in jax.tree.leaves(params)) * 1.05 + (1 << 20)
@@ -97,7 +98,9 @@ def save_model(model: Transformer, directory: str | os.PathLike) -> None:
             os.chmod(staging / name, umask_mode())
         os.replace(staging, directory)
     except Exception as error:  # orbax raises what its writers met (a full disk, ...)
-        raise CheckpointError(f"{directory}: writing failed ({_reason(error)})") from None
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else None
+        reason = reason or _reason(error)  # (an OSError's file is the staging folder's)
+        raise CheckpointError(f"{directory}: writing failed ({reason})") from None
     finally:
         checkpointer.close()
         if staging is not None:
