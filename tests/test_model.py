@@ -42,6 +42,27 @@ def test_parameters_carry_logical_axes():
     )
 
 
+def test_shapes_only_traces_the_same_tree():
+    """The abstract network the model store builds (zeros, no keys drawn) has the structure,
+    shapes, dtypes and metadata of a normally initialised one."""
+    from mt3.model.t5 import shapes_only
+
+    config = get_variant("tiny")
+    normal = nnx.eval_shape(lambda: Transformer(config, rngs=nnx.Rngs(0)))
+    with shapes_only():
+        fast = nnx.eval_shape(lambda: Transformer(config, rngs=nnx.Rngs(0)))
+    assert nnx.graphdef(normal) == nnx.graphdef(fast)
+    a, b = nnx.state(normal), nnx.state(fast)
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        assert (x.shape, x.dtype) == (y.shape, y.dtype)
+    params = nnx.state(fast, nnx.Param)
+    assert all(v.get_metadata().get("out_sharding") for v in jax.tree.leaves(
+        params, is_leaf=lambda x: isinstance(x, nnx.Variable)))  # fmt: skip
+    real = Transformer(config, rngs=nnx.Rngs(0))  # outside the context: random values again
+    assert float(jnp.abs(real.decoder.logits_dense.kernel[...]).sum()) > 0
+
+
 def test_sinusoid_layout():
     table = sinusoid_table(2048, 512)
     assert table.dtype == np.float32 and table.shape == (2048, 512)

@@ -36,7 +36,7 @@ from flax import nnx
 from mt3.atomic import atomic_write_text, check_writable, umask_mode
 from mt3.config import ConfigError, ModelConfig, RunConfig
 from mt3.errors import Mt3Error
-from mt3.model.t5 import Transformer
+from mt3.model.t5 import Transformer, shapes_only
 
 CONFIG_FILE = "config.json"  # a model folder's ModelConfig, or a run's RunConfig
 PARAMS_DIR = "params"
@@ -177,9 +177,12 @@ def read_config(path: str | os.PathLike) -> ModelConfig:
 
 @functools.cache
 def _abstract_model(config: ModelConfig):
-    """(graphdef, parameter state, other state) of the network traced without allocating:
-    tracing the constructor takes longer than reading the parameters, so it is done once."""
-    return nnx.split(nnx.eval_shape(lambda: Transformer(config, rngs=nnx.Rngs(0))), nnx.Param, ...)
+    """(graphdef, parameter state, other state) of the network traced without allocating or
+    initialising (``shapes_only``): tracing the constructor takes about as long as reading the
+    parameters, so it is done once per process."""
+    with shapes_only():
+        abstract = nnx.eval_shape(lambda: Transformer(config, rngs=nnx.Rngs(0)))
+    return nnx.split(abstract, nnx.Param, ...)
 
 
 def abstract_params(config: ModelConfig, sharding=None) -> dict:
