@@ -74,12 +74,11 @@ def save_model(model: Transformer, directory: str | os.PathLike) -> None:
     check_writable(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     params = param_dict(model)
-    needed = sum(leaf.nbytes for leaf in jax.tree.leaves(params)) * 1.05 + (1 << 20)
-    free = shutil.disk_usage(directory.parent).free
-    if free < needed:
+    shortage = _space_shortage(params, directory.parent)
+    if shortage:
         raise CheckpointError(
-            f"{directory}: not enough space (the model needs about {needed / 1e6:.0f} MB, "
-            f"{free / 1e6:.0f} MB are free); free some space or choose another folder"
+            f"{directory}: not enough space (the model {shortage}); free some space or choose "
+            "another folder"
         )
     _quiet_orbax()
     checkpointer = ocp.StandardCheckpointer()
@@ -104,10 +103,10 @@ def save_model(model: Transformer, directory: str | os.PathLike) -> None:
     finally:
         checkpointer.close()
         if staging is not None:
-            remove_tree(staging)
+            _remove_tree(staging)
 
 
-def remove_tree(path: Path) -> None:
+def _remove_tree(path: Path) -> None:
     """Delete a folder that a failed orbax save may still be writing into: tensorstore's writes
     in flight create their parent folders again, so delete until it stays gone."""
     import time
@@ -117,6 +116,16 @@ def remove_tree(path: Path) -> None:
         time.sleep(0.1)
         if not path.exists():
             return
+
+
+def _space_shortage(arrays, folder: Path) -> str:
+    """What is missing ("needs about X MB, Y MB are free") when ``folder``'s disk cannot hold
+    the arrays (an orbax checkpoint is as large as its arrays, plus metadata), else ""."""
+    needed = sum(leaf.nbytes for leaf in jax.tree.leaves(arrays)) * 1.05 + (1 << 20)
+    free = shutil.disk_usage(folder).free
+    if free >= needed:
+        return ""
+    return f"needs about {needed / 1e6:.0f} MB, {free / 1e6:.0f} MB are free"
 
 
 def _checksums(directory: Path, under: str = PARAMS_DIR) -> dict[str, tuple[int, int]]:
@@ -288,13 +297,11 @@ class RunCheckpoints:
         """Start writing a checkpoint (asynchronously; ``wait`` or ``close`` finish it)."""
         import orbax.checkpoint as ocp
 
-        needed = sum(leaf.nbytes for leaf in jax.tree.leaves(state)) * 1.05 + (1 << 20)
-        free = shutil.disk_usage(self.directory).free
-        if free < needed:
+        shortage = _space_shortage(state, self.directory)
+        if shortage:
             raise CheckpointError(
                 f"{self.directory}: not enough space for the checkpoint of step {step} (it "
-                f"needs about {needed / 1e6:.0f} MB, {free / 1e6:.0f} MB are free); "
-                f"{self._kept()}"
+                f"{shortage}); {self._kept()}"
             )
         try:
             self._manager.save(
@@ -357,7 +364,7 @@ class RunCheckpoints:
         """Delete the temporary folders of a save that failed (they may fill the disk)."""
         if jax.process_index() == 0 and self.directory.is_dir():
             for partial in self.directory.glob("*.orbax-checkpoint-tmp*"):
-                remove_tree(partial)
+                _remove_tree(partial)
 
     def _first_intact(self, restore_one, step: int | None):
         """(step, restore_one(step)) of ``step``, or of the newest checkpoint that reads."""
